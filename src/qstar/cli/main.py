@@ -1,0 +1,132 @@
+"""The ``qstar`` command. Only argparse is imported at start-up, so ``qstar --help`` is instant;
+each subcommand imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from qstar.errors import QstarError
+
+
+def _json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"n_simulations\": 32}'")
+    return value
+
+
+def cmd_pretrain(a: argparse.Namespace) -> None:
+    from qstar.train.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(task=a.task, seed=a.seed, task_options=a.task_options)
+    for name in ("steps", "batch_size", "lr"):
+        if getattr(a, name) is not None:
+            setattr(cfg, name, getattr(a, name))
+    summary = pretrain(cfg, a.out, resume=a.resume)
+    print(f"trained {summary['steps']} steps in {summary['wall_s']:.0f}s: loss {summary['first_loss']:.3f} -> "
+          f"{summary['final_loss']:.3f}; policy saved to {a.out}")
+
+
+def _eval_config(a: argparse.Namespace):
+    from qstar.evaluate import EvalConfig
+
+    return EvalConfig(
+        model=a.model, task=a.task, data=a.data, split=a.split, method=a.method, n=a.n, limit=a.limit,
+        batch_problems=a.batch_problems, temperature=a.temperature, max_new_tokens=a.max_new_tokens,
+        seed=a.seed, critics=a.critics, options=a.options,
+    )
+
+
+def cmd_eval(a: argparse.Namespace) -> None:
+    from qstar.evaluate import run_eval
+
+    run_eval(_eval_config(a), a.out, progress=not a.quiet)
+
+
+def cmd_grade_references(a: argparse.Namespace) -> None:
+    from qstar.tasks import get_task
+    from qstar.tasks.grading import grade_references
+
+    task = get_task(a.task, a.data)
+    ok, total, wrong = grade_references(task)
+    for pid in wrong[:20]:
+        print(f"wrong: {pid}")
+    print(f"{ok}/{total} reference solutions grade correct")
+    if ok != total:
+        sys.exit(1)
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    from qstar.demo import run_demo
+
+    run_demo(a.out, quick=a.quick)
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="policy directory, or 'default' for the shipped policy")
+    p.add_argument("--task", default="arith", help="arith | gsm8k | math500 | humaneval | code-arith")
+    p.add_argument("--data", help="JSONL file for data tasks")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--n", type=int, default=16, help="samples per problem for sampling methods")
+    p.add_argument("--limit", type=int, help="evaluate only the first K problems")
+    p.add_argument("--batch-problems", type=int, default=16, help="problems searched together")
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="token budget of one solution")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed")
+    p.add_argument("--critics", help="directory of trained critics")
+    p.add_argument("--options", type=_json_dict, default={}, help="JSON object of method options")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qstar", description="Search-based reasoning and self-improvement for LMs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("pretrain", help="train the default tiny policy from scratch on a task")
+    p.add_argument("--task", default="arith")
+    p.add_argument("--out", required=True, help="directory for the policy, its checkpoints and config")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: the config's)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task-options", type=_json_dict, default={}, help="JSON options of the task generator")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("eval", help="evaluate a method on a task's test problems")
+    _add_eval_args(p)
+    p.add_argument("--method", default="greedy", help="greedy | sample | best-of-n | self-consistency | beam | mcts")
+    p.add_argument("--out", help="directory for results.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("grade-references", help="grade every reference solution against its own answer")
+    p.add_argument("--task", required=True, help="gsm8k | math500 | humaneval | arith")
+    p.add_argument("--data", help="JSONL file")
+    p.set_defaults(func=cmd_grade_references)
+
+    p = sub.add_parser("demo", help="the end-to-end demo on the built-in default task")
+    p.add_argument("--out", default="runs/demo", help="run directory")
+    p.add_argument("--quick", action="store_true", help="a tiny version for smoke tests")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except QstarError as err:
+        print(f"qstar: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("qstar: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""``qstar eval``: run one method over a task's test problems; a table on screen, ``results.json`` on disk."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from qstar.errors import QstarError
+from qstar.metrics import wilson_interval
+from qstar.search.protocols import SearchResult
+from qstar.tasks.base import Problem, Task
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation; saved in ``results.json`` so the figure can be reproduced."""
+
+    model: str = "default"
+    """policy directory (any Hugging Face causal LM saved on disk), or "default" for the shipped one"""
+    task: str = "arith"
+    """task name"""
+    data: str | None = None
+    """JSONL file for data tasks (gsm8k, math500, humaneval)"""
+    split: str = "test"
+    """split to evaluate"""
+    method: str = "greedy"
+    """greedy | sample | best-of-n | self-consistency | beam | mcts"""
+    n: int = 16
+    """samples per problem for sampling methods"""
+    limit: int | None = None
+    """evaluate only the first K problems"""
+    batch_problems: int = 16
+    """problems searched together (their forward passes are batched)"""
+    temperature: float = 0.8
+    """sampling temperature"""
+    max_new_tokens: int = 256
+    """token budget of one solution"""
+    seed: int = 0
+    """sampler seed"""
+    critics: str | None = None
+    """directory of trained critics (for best-of-n, weighted votes, beam and MCTS)"""
+    options: dict = field(default_factory=dict)
+    """extra fields of the method's config (e.g. {"n_simulations": 32})"""
+
+
+def method_config(cfg: EvalConfig):
+    """The method's own config dataclass, filled from the evaluation config and ``options``."""
+    from qstar.search import METHODS
+
+    if cfg.method not in METHODS:
+        raise QstarError(f"unknown method {cfg.method!r}; choose one of: {', '.join(METHODS)}")
+    strategy, config_cls = METHODS[cfg.method]
+    names = {f.name for f in fields(config_cls)}
+    shared = {"n": cfg.n, "temperature": cfg.temperature, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}
+    values = {k: v for k, v in shared.items() if k in names}
+    unknown = set(cfg.options) - names
+    if unknown:
+        raise QstarError(f"method {cfg.method} has no option(s) {sorted(unknown)}; it has {sorted(names)}")
+    values.update(cfg.options)
+    return strategy, config_cls(**values)
+
+
+def evaluate(
+    problems: list[Problem], task: Task, policy, critics, strategy, method_cfg, batch: int, progress: bool = True
+) -> list[SearchResult]:
+    """Run ``strategy`` over ``problems`` in batches, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    results: list[SearchResult] = []
+    with tqdm(total=len(problems), desc="eval", unit="problem", disable=not progress) as bar:
+        for i in range(0, len(problems), batch):
+            chunk = problems[i : i + batch]
+            results.extend(strategy(chunk, task, policy, critics, method_cfg))
+            bar.update(len(chunk))
+            acc = sum(_correct(task, r, p) for r, p in zip(results, problems, strict=False)) / len(results)
+            bar.set_postfix(acc=f"{acc:.3f}")
+    return results
+
+
+def _correct(task: Task, result: SearchResult, problem: Problem) -> bool:
+    """Grade the strategy's answer through its chosen trajectory (strategies choose one that states it)."""
+    return result.answer is not None and task.is_correct(result.trajectory.text, problem)
+
+
+def summarise(problems: list[Problem], task: Task, results: list[SearchResult], wall_s: float, n: int) -> dict:
+    """The ``summary`` and ``records`` of ``results.json``."""
+    records, k = [], 0
+    any_correct = 0
+    for p, r in zip(problems, results, strict=True):
+        ok = _correct(task, r, p)
+        k += ok
+        cand_ok = [task.is_correct(c.text, p) for c in r.candidates]
+        any_correct += any(cand_ok)
+        records.append({
+            "id": p.id,
+            "question": p.question,
+            "reference": p.answer,
+            "prediction": r.answer,
+            "solution": r.trajectory.text,
+            "correct": bool(ok),
+            "tokens": r.cost.generated_tokens,
+            "computed_tokens": r.cost.computed_tokens,
+            "n_candidates": len(r.candidates),
+            "n_correct_candidates": sum(cand_ok),
+        })
+    m = len(problems)
+    lo, hi = wilson_interval(k, m)
+    summary = {
+        "accuracy": k / m if m else 0.0,
+        "ci95": [lo, hi],
+        "n_problems": m,
+        "mean_tokens": sum(r["tokens"] for r in records) / max(m, 1),
+        "mean_computed_tokens": sum(r["computed_tokens"] for r in records) / max(m, 1),
+        "wall_s": wall_s,
+    }
+    if any(len(r.candidates) > 1 for r in results):
+        summary["pass_at_n"] = any_correct / m if m else 0.0
+        summary["n"] = max(len(r.candidates) for r in results)
+    return {"summary": summary, "records": records}
+
+
+def format_table(rows: list[dict], title: str = "") -> str:
+    """A plain-text table of method summaries (accuracy with 95% interval, tokens, wall time)."""
+    head = f"{'method':<18} {'accuracy':>9} {'95% CI':>15} {'pass@n':>7} {'tokens/problem':>15} {'wall s':>8}"
+    lines = [title, head, "-" * len(head)] if title else [head, "-" * len(head)]
+    for r in rows:
+        s = r["summary"]
+        ci = f"[{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]"
+        pn = f"{s['pass_at_n']:.3f}" if "pass_at_n" in s else "-"
+        lines.append(
+            f"{r['name']:<18} {s['accuracy']:>9.3f} {ci:>15} {pn:>7} {s['mean_tokens']:>15.1f} {s['wall_s']:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def run_eval(cfg: EvalConfig, out: str | Path | None, progress: bool = True, policy=None, critics=None) -> dict:
+    """Load, evaluate, print the table and write ``out/results.json``; returns the results dict."""
+    from qstar.search.common import Critics
+    from qstar.tasks import get_task
+
+    task = get_task(cfg.task, cfg.data)
+    strategy, mcfg = method_config(cfg)
+    problems = task.problems(cfg.split, cfg.limit)
+    if not problems:
+        raise QstarError(f"task {cfg.task} has no {cfg.split} problems")
+    if policy is None:
+        policy = load_policy(cfg.model, task)
+    if critics is None:
+        critics = load_critics(cfg.critics) if cfg.critics else Critics()
+    t0 = time.perf_counter()
+    results = evaluate(problems, task, policy, critics, strategy, mcfg, cfg.batch_problems, progress)
+    wall = time.perf_counter() - t0
+    report = {"config": asdict(cfg), "method_config": asdict(mcfg), **summarise(problems, task, results, wall, cfg.n)}
+    report["summary"]["method"] = cfg.method
+    print(format_table([{"name": cfg.method, **report}], title=f"{cfg.task} ({cfg.split}, {len(problems)} problems)"))
+    if out is not None:
+        from qstar.train.pretrain import write_json_atomic
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(out) / "results.json", report)
+        print(f"results: {Path(out) / 'results.json'}")
+    return report
+
+
+def load_policy(model: str, task: Task, **options):
+    """The Hugging Face policy backend for a model directory, stopping options at the task's delimiter."""
+    from qstar.models.hf_policy import HFPolicy
+    from qstar.models.load import load_causal_lm
+
+    lm, tok = load_causal_lm(model)
+    return HFPolicy(lm, tok, task.step_delimiter, **options)
+
+
+def load_critics(path: str | None):
+    """Trained critics from a directory written by ``qstar train-critics``."""
+    from qstar.search.common import Critics
+
+    if path is None:
+        return Critics()
+    p = Path(path)
+    if not p.is_dir():
+        raise QstarError(f"--critics {path}: no such directory")
+    try:
+        from qstar.critics.load import load_critics as _load
+    except ImportError as err:
+        raise QstarError("trained critics are not available in this version of qstar") from err
+    return _load(p)
+
