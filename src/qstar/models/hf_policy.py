@@ -17,7 +17,6 @@ per-row stop conditions (``generate`` restarts from the full prompt on every cal
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 

@@ -4,7 +4,7 @@
 signature ``strategy(problems, task, policy, critics, config) -> list[SearchResult]``.
 """
 
-from qstar.search import baselines
+from qstar.search import baselines, beam, mcts
 from qstar.search.common import Critics, vote
 from qstar.search.protocols import Critic, Option, Policy, SearchResult, TokenCost, Trajectory
 
@@ -13,6 +13,8 @@ METHODS: dict[str, tuple] = {
     "sample": (baselines.sample, baselines.SampleConfig),
     "best-of-n": (baselines.best_of_n, baselines.SampleConfig),
     "self-consistency": (baselines.self_consistency, baselines.SampleConfig),
+    "mcts": (mcts.mcts, mcts.MCTSConfig),
+    "beam": (beam.beam, beam.BeamConfig),
 }
 
 __all__ = ["METHODS", "Critic", "Critics", "Option", "Policy", "SearchResult", "TokenCost", "Trajectory", "vote"]

@@ -1,0 +1,126 @@
+"""Subprocess smoke runs of every CLI command, as a user would type them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SHARED_DATA
+
+
+def qstar(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "qstar.cli.main", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("qstar: error:")
+    for needle in needles:
+        assert needle in line, line
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from qstar.cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert qstar("--help").returncode == 0
+
+
+@pytest.mark.parametrize(("task", "path", "total"), [("gsm8k", "gsm8k/test.jsonl", 1319),
+                                                    ("math500", "math500/test.jsonl", 500)])
+def test_grade_references(task, path, total):
+    proc = qstar("grade-references", "--task", task, "--data", str(SHARED_DATA / path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"{total}/{total} reference solutions grade correct"
+
+
+def test_grade_references_fails_on_a_wrong_reference(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "1+1?", "answer": "1+1=2\n#### 2"}) + "\n"
+                   + json.dumps({"question": "2+2?", "answer": "#### 4"}) + "\n")
+    assert qstar("grade-references", "--task", "gsm8k", "--data", str(bad)).returncode == 0
+    from qstar.tasks.gsm8k import GSM8KTask
+
+    task = GSM8KTask(str(bad))
+    p = task.problems("test")[0]
+    assert not task.is_correct("1+1=3\n#### 3", p)
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ('{"question": "q", "answer": "#### 1"}\n{"question": 1\n', ":2:"),
+    ('{"question": "q"}\n', ":1:"),
+    ("", "empty"),
+])
+def test_bad_data_files(tmp_path, content, needle):
+    f = tmp_path / "data.jsonl"
+    f.write_text(content)
+    assert_clean_error(qstar("grade-references", "--task", "gsm8k", "--data", str(f)), str(f), needle)
+
+
+def test_missing_file_and_unknown_names(tmp_path):
+    assert_clean_error(qstar("grade-references", "--task", "gsm8k", "--data", str(tmp_path / "no.jsonl")), "no.jsonl")
+    assert_clean_error(qstar("grade-references", "--task", "nope"), "unknown task")
+    assert_clean_error(qstar("eval", "--method", "nope", "--limit", "1"), "unknown method")
+
+
+def test_bad_model_directories(tmp_path, char_model_dir):
+    assert_clean_error(qstar("eval", "--model", str(tmp_path / "absent"), "--limit", "1"), "no such directory")
+    no_tok = tmp_path / "no-tokenizer"
+    no_tok.mkdir()
+    (no_tok / "config.json").write_text((char_model_dir / "config.json").read_text())
+    assert_clean_error(qstar("eval", "--model", str(no_tok), "--limit", "1"), "tokenizer")
+    not_lm = tmp_path / "not-lm"
+    not_lm.mkdir()
+    cfg = json.loads((char_model_dir / "config.json").read_text())
+    cfg["architectures"] = ["LlamaForSequenceClassification"]
+    (not_lm / "config.json").write_text(json.dumps(cfg))
+    for f in char_model_dir.glob("tokenizer*"):
+        (not_lm / f.name).write_text(f.read_text())
+    assert_clean_error(qstar("eval", "--model", str(not_lm), "--limit", "1"), "not a causal language model")
+
+
+def test_eval_writes_results(tmp_path, char_model_dir):
+    out = tmp_path / "run"
+    proc = qstar("eval", "--model", str(char_model_dir), "--method", "sample", "--n", "3", "--limit", "4",
+                 "--max-new-tokens", "24", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy" in proc.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["summary"]) >= {"accuracy", "n_problems", "mean_tokens", "wall_s", "pass_at_n"}
+    assert res["summary"]["n_problems"] == 4 and res["config"]["method"] == "sample"
+    rec = res["records"][0]
+    assert set(rec) >= {"question", "reference", "prediction", "correct", "tokens"}
+    assert 0 < rec["tokens"] <= 3 * 24 and rec["n_candidates"] == 3
+
+
+def test_bpe_policy_on_gsm8k_end_to_end(tmp_path, bpe_model_dir):
+    out = tmp_path / "gsm"
+    proc = qstar("eval", "--model", str(bpe_model_dir), "--task", "gsm8k", "--data",
+                 str(SHARED_DATA / "gsm8k/test.jsonl"), "--limit", "5", "--max-new-tokens", "32", "--out", str(out),
+                 "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["summary"]["n_problems"] == 5 and all(r["tokens"] > 0 for r in res["records"])
+
+
+def test_pretrain_command(tmp_path):
+    out = tmp_path / "pol"
+    proc = qstar("pretrain", "--task", "arith", "--out", str(out), "--steps", "3", "--batch-size", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "config.json").is_file() and (out / "pretrain_config.json").is_file()
+    assert_clean_error(qstar("pretrain", "--task", "arith", "--out", str(out), "--steps", "3"), "--resume")
+
+
+def test_demo_quick(tmp_path):
+    proc = qstar("demo", "--quick", "--out", str(tmp_path / "demo"), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "qstar demo" in proc.stdout
+    res = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert {"greedy", "sample@4", "self-consistency@4"} <= set(res["methods"])
