@@ -61,6 +61,31 @@ def cmd_grade_references(a: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def cmd_search(a: argparse.Namespace) -> None:
+    from qstar.evaluate import EvalConfig, load_critics, load_policy, method_config
+    from qstar.search.single import default_critic_terms, describe, save_tree, search_one
+    from qstar.tasks import get_task
+
+    task = get_task(a.task, a.data)
+    critics = load_critics(a.critics)
+    options = default_critic_terms(a.method, critics, a.options)
+    cfg = EvalConfig(model=a.model, task=a.task, method=a.method, n=a.n, temperature=a.temperature,
+                     max_new_tokens=a.max_new_tokens, seed=a.seed, options=options)
+    strategy, mcfg = method_config(cfg)
+    result = search_one(a.question, task, load_policy(a.model, task), critics, strategy, mcfg)
+    print(describe(result))
+    if a.save_tree:
+        save_tree(result, a.save_tree)
+        print(f"tree: {a.save_tree}  (view it: qstar view {a.save_tree} --out tree.html)")
+
+
+def cmd_view(a: argparse.Namespace) -> None:
+    from qstar.viz.tree_html import load_tree_json, write_tree_html
+
+    path = write_tree_html(load_tree_json(a.tree), a.out, title=a.tree)
+    print(f"wrote {path}")
+
+
 def cmd_demo(a: argparse.Namespace) -> None:
     from qstar.demo import run_demo
 
@@ -108,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="gsm8k | math500 | humaneval | arith")
     p.add_argument("--data", help="JSONL file")
     p.set_defaults(func=cmd_grade_references)
+
+    p = sub.add_parser("search", help="search one question and print the best solution with statistics")
+    _add_eval_args(p)
+    p.add_argument("--method", default="mcts", help="mcts | beam | greedy | self-consistency | ...")
+    p.add_argument("--question", required=True, help="the question, as the task phrases it")
+    p.add_argument("--save-tree", help="write the search tree as JSON (for qstar view)")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("view", help="write a search tree as one self-contained HTML page")
+    p.add_argument("tree", help="tree JSON written by qstar search --save-tree")
+    p.add_argument("--out", default="tree.html", help="HTML file to write")
+    p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("demo", help="the end-to-end demo on the built-in default task")
     p.add_argument("--out", default="runs/demo", help="run directory")

@@ -200,7 +200,7 @@ class HFPolicy:
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
         self._cost.model_calls += 1
         self._cost.prompt_tokens += sum(todo_lens)
-        cache = out.past_key_values
+        cache = out.cache
         if self.reuse_cache:
             self._store_prefill(states, cache, P, U, todo_lens)
         # Sample n continuations per state: repeat each row n times.
@@ -250,7 +250,7 @@ class HFPolicy:
             self._cost.model_calls += 1
             next_pos = next_pos + 1
             logits = out.logits[:, -1, :]
-            cache = out.past_key_values
+            cache = out.cache
 
     def _store_prefill(self, states, cache, P, U, todo_lens) -> None:
         """Keep the KV just computed for each state's pending tokens in the nodes that own them."""

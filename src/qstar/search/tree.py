@@ -144,3 +144,27 @@ class Tree:
             kept["token_ids"] = tuple(kept.get("token_ids", ()))
             nodes.append(Node(**kept))
         return cls(nodes, data.get("question", ""), list(data.get("chosen", [])))
+
+
+def trees_match(a: dict, b: dict, tol: float = 1e-3) -> bool:
+    """Whether two serialised trees are the same search: identical structure, texts, visits and answers,
+    and floats within ``tol`` (a batched forward pass and a cached one differ in the last bits)."""
+    if len(a["nodes"]) != len(b["nodes"]) or a.get("chosen") != b.get("chosen"):
+        return False
+    return all(_nodes_match(x, y, tol) for x, y in zip(a["nodes"], b["nodes"], strict=True))
+
+
+def _nodes_match(x: dict, y: dict, tol: float) -> bool:
+    if x.keys() != y.keys():
+        return False
+    for k, vx in x.items():
+        vy = y[k]
+        if isinstance(vx, float) or isinstance(vy, float):
+            if vx is None or vy is None or not math.isclose(vx, vy, abs_tol=tol):
+                return False
+        elif isinstance(vx, dict):
+            if vx.keys() != vy.keys() or any(not math.isclose(vx[s], vy[s], abs_tol=tol) for s in vx):
+                return False
+        elif vx != vy:
+            return False
+    return True

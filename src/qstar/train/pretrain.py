@@ -168,6 +168,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,  # so every checkpoint is a loadable policy directory
         data_collator=CompletionCollator(tokenizer.pad_token_id),
         callbacks=[_progress_callback(cfg.steps)],
     )

@@ -96,3 +96,21 @@ def write_tree_html(tree_dict: dict, out_path: str | Path, title: str = "") -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tree_html(tree_dict, title), encoding="utf-8")
     return path
+
+
+def load_tree_json(path: str | Path) -> dict:
+    """A tree written by ``qstar search --save-tree``, with a one-line error for anything else."""
+    import json
+
+    from qstar.errors import QstarError
+
+    p = Path(path)
+    if not p.is_file():
+        raise QstarError(f"{path}: no such file")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise QstarError(f"{path}:{err.lineno}: not JSON ({err.msg})") from err
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+        raise QstarError(f"{path}: not a search tree (expected an object with a 'nodes' list)")
+    return data
