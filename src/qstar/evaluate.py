@@ -139,15 +139,19 @@ def run_eval(cfg: EvalConfig, out: str | Path | None, progress: bool = True, pol
     from qstar.search.common import Critics
     from qstar.tasks import get_task
 
+    from qstar.search.single import default_critic_terms
+
     task = get_task(cfg.task, cfg.data)
-    strategy, mcfg = method_config(cfg)
+    method_config(cfg)  # an unknown method or option fails before anything loads
     problems = task.problems(cfg.split, cfg.limit)
     if not problems:
         raise QstarError(f"task {cfg.task} has no {cfg.split} problems")
-    if policy is None:
-        policy = load_policy(cfg.model, task)
     if critics is None:
         critics = load_critics(cfg.critics) if cfg.critics else Critics()
+    cfg.options = default_critic_terms(cfg.method, critics, cfg.options)
+    strategy, mcfg = method_config(cfg)
+    if policy is None:
+        policy = load_policy(cfg.model, task)
     t0 = time.perf_counter()
     results = evaluate(problems, task, policy, critics, strategy, mcfg, cfg.batch_problems, progress)
     wall = time.perf_counter() - t0

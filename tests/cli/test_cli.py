@@ -124,3 +124,34 @@ def test_demo_quick(tmp_path):
     assert "qstar demo" in proc.stdout
     res = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert {"greedy", "sample@4", "self-consistency@4"} <= set(res["methods"])
+
+
+def test_search_and_view(tmp_path, char_model_dir):
+    tree = tmp_path / "tree.json"
+    proc = qstar("search", "--model", str(char_model_dir), "--method", "mcts", "--question",
+                 "Ann has 5 pens. She buys 3. How many now?", "--save-tree", str(tree),
+                 "--options", '{"n_simulations": 6, "max_option_tokens": 10, "max_depth": 3}')
+    assert proc.returncode == 0, proc.stderr
+    assert "solution:" in proc.stdout and "nodes:" in proc.stdout and "generated_tokens:" in proc.stdout
+    data = json.loads(tree.read_text())
+    assert len(data["nodes"]) > 1 and data["chosen"][0] == 0
+    html = tmp_path / "tree.html"
+    proc = qstar("view", str(tree), "--out", str(html))
+    assert proc.returncode == 0, proc.stderr
+    page = html.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "http://" not in page and "https://" not in page
+    tree.write_text("{not json")
+    assert_clean_error(qstar("view", str(tree), "--out", str(html)), str(tree))
+
+
+@pytest.mark.parametrize("method", ["mcts", "beam"])
+def test_eval_search_methods(tmp_path, char_model_dir, method):
+    out = tmp_path / method
+    opts = {"mcts": '{"n_simulations": 4, "max_option_tokens": 8, "max_depth": 3}',
+            "beam": '{"beam_width": 2, "expansions_per_beam": 2, "max_steps": 3, "max_option_tokens": 8}'}[method]
+    proc = qstar("eval", "--model", str(char_model_dir), "--method", method, "--limit", "2", "--options", opts,
+                 "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["summary"]["n_problems"] == 2 and res["summary"]["mean_tokens"] > 0
+    assert res["method_config"]["max_option_tokens"] == 8
