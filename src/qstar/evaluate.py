@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from qstar.errors import QstarError
-from qstar.metrics import wilson_interval
+from qstar.metrics import pass_at_k, wilson_interval
 from qstar.search.protocols import SearchResult
 from qstar.tasks.base import Problem, Task
 
@@ -83,15 +83,28 @@ def _correct(task: Task, result: SearchResult, problem: Problem) -> bool:
     return result.answer is not None and task.is_correct(result.trajectory.text, problem)
 
 
+def grade_all(task: Task, solutions: list[str], problems: list[Problem]) -> list[bool]:
+    """Grade many solutions at once: batched (and parallel) where the task can, e.g. sandboxed code."""
+    batch = getattr(task, "is_correct_batch", None)
+    if batch is not None:
+        return list(batch(solutions, problems))
+    return [task.is_correct(s, p) for s, p in zip(solutions, problems, strict=True)]
+
+
 def summarise(problems: list[Problem], task: Task, results: list[SearchResult], wall_s: float, n: int) -> dict:
     """The ``summary`` and ``records`` of ``results.json``."""
-    records, k = [], 0
-    any_correct = 0
-    for p, r in zip(problems, results, strict=True):
-        ok = _correct(task, r, p)
-        k += ok
-        cand_ok = [task.is_correct(c.text, p) for c in r.candidates]
-        any_correct += any(cand_ok)
+    # One batched grading call for every chosen solution and every candidate.
+    texts, owners = [], []
+    for i, r in enumerate(results):
+        texts += [r.trajectory.text] + [c.text for c in r.candidates]
+        owners += [i] * (1 + len(r.candidates))
+    verdicts = grade_all(task, texts, [problems[i] for i in owners])
+    per: dict[int, list[bool]] = {}
+    for i, v in zip(owners, verdicts, strict=True):
+        per.setdefault(i, []).append(v)
+    records = []
+    for i, (p, r) in enumerate(zip(problems, results, strict=True)):
+        ok, cand_ok = r.answer is not None and per[i][0], per[i][1:]
         records.append({
             "id": p.id,
             "question": p.question,
@@ -105,6 +118,7 @@ def summarise(problems: list[Problem], task: Task, results: list[SearchResult], 
             "n_correct_candidates": sum(cand_ok),
         })
     m = len(problems)
+    k = sum(r["correct"] for r in records)
     lo, hi = wilson_interval(k, m)
     summary = {
         "accuracy": k / m if m else 0.0,
@@ -114,9 +128,15 @@ def summarise(problems: list[Problem], task: Task, results: list[SearchResult], 
         "mean_computed_tokens": sum(r["computed_tokens"] for r in records) / max(m, 1),
         "wall_s": wall_s,
     }
-    if any(len(r.candidates) > 1 for r in results):
-        summary["pass_at_n"] = any_correct / m if m else 0.0
-        summary["n"] = max(len(r.candidates) for r in results)
+    n_max = max((r["n_candidates"] for r in records), default=0)
+    if n_max > 1:
+        summary["n"] = n_max
+        summary["pass_at_n"] = sum(r["n_correct_candidates"] > 0 for r in records) / m
+        # Unbiased pass@k (Chen et al., 2021) from the n samples of each problem.
+        summary["pass_at_k"] = {
+            str(kk): sum(pass_at_k(r["n_candidates"], r["n_correct_candidates"], kk) for r in records) / m
+            for kk in (1, 5, 10, n_max) if kk <= min(r["n_candidates"] for r in records)
+        }
     return {"summary": summary, "records": records}
 
 

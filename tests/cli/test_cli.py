@@ -155,3 +155,16 @@ def test_eval_search_methods(tmp_path, char_model_dir, method):
     res = json.loads((out / "results.json").read_text())
     assert res["summary"]["n_problems"] == 2 and res["summary"]["mean_tokens"] > 0
     assert res["method_config"]["max_option_tokens"] == 8
+
+
+def test_humaneval_grading_and_pass_at_k(tmp_path, bpe_model_dir):
+    data = str(SHARED_DATA / "humaneval/HumanEval.jsonl.gz")
+    proc = qstar("grade-references", "--task", "humaneval", "--data", data)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "164/164 reference solutions grade correct"
+    out = tmp_path / "he"
+    proc = qstar("eval", "--model", str(bpe_model_dir), "--task", "humaneval", "--data", data, "--limit", "2",
+                 "--method", "sample", "--n", "2", "--max-new-tokens", "16", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    assert set(summary["pass_at_k"]) == {"1", "2"} and summary["n"] == 2
