@@ -6,6 +6,7 @@ Each is a whole-solution strategy: it asks the policy for complete solutions
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,8 +26,9 @@ class SampleConfig:
     """token budget of one solution"""
     seed: int = 0
     """seed of the sampler"""
-    critic: Literal["orm", "prm", "value"] = "orm"
-    """best-of-n / weighted vote: the critic that ranks candidates"""
+    critic: Literal["orm", "prm", "value", "prior"] = "orm"
+    """best-of-n / weighted vote: the critic that ranks candidates ("prior": the policy's own mean token
+    probability, which needs no trained critic)"""
     aggregate: Literal["last", "min", "prod"] = "last"
     """how per-step PRM scores become one solution score"""
     weighted: bool = False
@@ -100,6 +102,16 @@ def sample(problems, task, policy, critics: Critics, cfg: SampleConfig) -> list[
     return [SearchResult(t[0].answer, t[0], t, c) for t, c in zip(trajs, costs, strict=True)]
 
 
+def _rank(problems, task, trajs, critics: Critics, cfg: SampleConfig) -> None:
+    """Fill every candidate's ``score`` with the configured critic (or the policy's prior)."""
+    if cfg.critic == "prior":
+        for ts in trajs:
+            for t in ts:
+                t.score = math.exp(t.logprob / max(t.n_tokens, 1))
+        return
+    score_trajectories(problems, task, trajs, _critic(critics, cfg), cfg.aggregate)
+
+
 def _critic(critics: Critics, cfg: SampleConfig):
     critic = critics.get(cfg.critic)
     if critic is None:
@@ -109,9 +121,10 @@ def _critic(critics: Critics, cfg: SampleConfig):
 
 def best_of_n(problems, task, policy, critics: Critics, cfg: SampleConfig) -> list[SearchResult]:
     """n samples ranked by a critic; the best one is the answer."""
-    critic = _critic(critics, cfg)
+    if cfg.critic != "prior":
+        _critic(critics, cfg)  # fail before sampling
     trajs, costs = sample_solutions(problems, task, policy, cfg.n, cfg, temperature=cfg.temperature)
-    score_trajectories(problems, task, trajs, critic, cfg.aggregate)
+    _rank(problems, task, trajs, critics, cfg)
     out = []
     for ts, c in zip(trajs, costs, strict=True):
         best = max(ts, key=lambda t: t.score)
@@ -123,7 +136,7 @@ def self_consistency(problems, task, policy, critics: Critics, cfg: SampleConfig
     """n samples and a majority vote over their answers (critic-weighted with ``weighted``)."""
     trajs, costs = sample_solutions(problems, task, policy, cfg.n, cfg, temperature=cfg.temperature)
     if cfg.weighted:
-        score_trajectories(problems, task, trajs, _critic(critics, cfg), cfg.aggregate)
+        _rank(problems, task, trajs, critics, cfg)
     out = []
     for ts, c in zip(trajs, costs, strict=True):
         answer = vote(ts, [t.score for t in ts] if cfg.weighted else None)

@@ -22,6 +22,9 @@ def default_critic_terms(method: str, critics, options: dict) -> dict:
     if method == "mcts" and "b_prior" not in options:
         print("note: no critics given; MCTS evaluates nodes by the policy's mean token probability (b_prior=1)")
         return {**options, "b_prior": 1.0}
+    if method == "best-of-n" and "critic" not in options:
+        print("note: no critics given; best-of-n ranks by the policy's mean token probability (critic=prior)")
+        return {**options, "critic": "prior"}
     if method == "beam" and "critic" not in options:
         print("note: no critics given; beam search ranks by the policy's mean token probability (critic=prior)")
         return {**options, "critic": "prior"}
