@@ -89,7 +89,7 @@ def cmd_view(a: argparse.Namespace) -> None:
 def cmd_demo(a: argparse.Namespace) -> None:
     from qstar.demo import run_demo
 
-    run_demo(a.out, quick=a.quick)
+    run_demo(a.out, quick=a.quick, retrain=a.pretrain)
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the end-to-end demo on the built-in default task")
     p.add_argument("--out", default="runs/demo", help="run directory")
     p.add_argument("--quick", action="store_true", help="a tiny version for smoke tests")
+    p.add_argument("--pretrain", action="store_true", help="pretrain the policy from scratch instead of the shipped one")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -23,7 +23,7 @@ class PretrainConfig:
 
     task: str = "arith"
     """task whose reference solutions are the training data"""
-    steps: int = 1400
+    steps: int = 1200
     """optimizer steps"""
     batch_size: int = 64
     """sequences per step"""
