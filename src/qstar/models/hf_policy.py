@@ -38,6 +38,11 @@ class _Entry:
     length: int = 0
     """tokens from the root's first token to this node's last one"""
     children: list[int] = field(default_factory=list)
+    fed: bool = False
+    """the last token has been fed to the model at least once"""
+    sampled: bool = False
+    """its tokens were sampled by this policy (not a prompt); the first feed of the last one is not a
+    prompt token: that token was already counted as generated"""
 
 
 @dataclass
@@ -199,7 +204,15 @@ class HFPolicy:
                 cache.update(torch.stack(keys), torch.stack(vals), li)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
         self._cost.model_calls += 1
-        self._cost.prompt_tokens += sum(todo_lens)
+        # Tokens computed = prompt tokens + generated tokens, each position once: a sampled option's last
+        # token is first fed here, and was counted when it was generated.
+        first_feeds = 0
+        for s in states:
+            e = self._entries[s]
+            if e.sampled and not e.fed:
+                first_feeds += 1
+                e.fed = True
+        self._cost.prompt_tokens += sum(todo_lens) - first_feeds
         cache = out.cache
         if self.reuse_cache:
             self._store_prefill(states, cache, P, U, todo_lens)
@@ -280,6 +293,7 @@ class HFPolicy:
     def _to_option(self, row: _Row) -> Option:
         sid = self._add(row.state, row.new_ids)
         entry = self._entries[sid]
+        entry.sampled = True
         if self.reuse_cache and row.kv is not None:
             entry.kv = row.kv
             entry.n_computed = len(row.new_ids) - 1  # the last sampled token was never fed

@@ -35,8 +35,9 @@ class Option:
 
 @dataclass
 class TokenCost:
-    """What a search spent. ``prompt_tokens`` are tokens the model ran a forward pass over without
-    generating them (prompts, and prefixes recomputed when a cache is not reused)."""
+    """What a search spent. ``generated_tokens`` are the tokens sampled; ``prompt_tokens`` every other
+    position the model ran a forward pass over (prompts, and prefixes recomputed when a cache is not
+    reused). Their sum counts each computed position once."""
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
