@@ -139,7 +139,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(cfg_path, cfg.to_dict())
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if "OMP_NUM_THREADS" not in os.environ:  # respect a user's thread budget on a shared machine
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     tokenizer = build_char_tokenizer()
     model = build_tiny_llama(cfg.model, tokenizer, seed=cfg.seed)
     rows = training_rows(cfg, tokenizer)
