@@ -146,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="tree.html", help="HTML file to write")
     p.set_defaults(func=cmd_view)
 
+    # Sub-commands that live beside their feature; each module imports only argparse at start-up.
+    from qstar.critics.cli import add_parser as add_train_critics
+    from qstar.improve.cli import add_parser as add_improve
+    from qstar.viz.credit_cli import add_parser as add_credit
+
+    add_train_critics(sub)
+    add_improve(sub)
+    add_credit(sub)
+
     p = sub.add_parser("demo", help="the end-to-end demo on the built-in default task")
     p.add_argument("--out", default="runs/demo", help="run directory")
     p.add_argument("--quick", action="store_true", help="a tiny version for smoke tests")

@@ -1,0 +1,211 @@
+"""Does the implicit reward point at the wrong step? Token-level credit assignment on corrupted solutions.
+
+    .venv/bin/python bench/credit.py --policy DPO_DIR --ref REF_DIR [--beta 0.1] [--cases 200] [--critics DIR]
+
+Takes up to ``--cases`` correct solutions of arith test problems and corrupts one arithmetic step in each
+(its result is off by 1 to 10), in two variants:
+
+- ``carry``: the wrong result is carried on consistently: later steps start from it and the final answer
+  follows (a solution that is wrong but self-consistent after the error);
+- ``local``: only that step's result changes; the next step still starts from the right value and the
+  final answer stays right.
+
+For each corrupted solution the step with the lowest summed implicit reward beta*log(pi/pi_ref) is picked;
+``implicit_top1`` is how often it is the corrupted step (target >= 0.7). ``random_top1`` is the mean of
+1/steps (a uniform pick; the ``#### N`` line counts as a step). With ``--critics DIR`` holding a trained
+PRM (``qstar.critics``), ``prm_top1`` picks the step whose prefix score drops most from the prefix before
+it (the PRM labels a prefix by whether it can still end correct, so the first wrong step is where the
+score falls; the lowest score itself is reported as ``prm_top1_lowest``); otherwise it is null, with why.
+
+Solutions: the policy's greedy solutions that are correct when at least ``--min-policy`` of them are,
+else the reference solutions of the same problems (``source`` in the output says which; in arith a
+correct solution is written one way only, so the two coincide wherever the policy is right).
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import time
+from dataclasses import dataclass
+
+import torch
+
+STEP_RE = re.compile(r"^(\d+)([+\-*])(\d+)=(-?\d+)\n?$")
+VARIANTS = ("carry", "local")
+
+
+@dataclass
+class Case:
+    question: str
+    prompt: str
+    steps: list[str]
+    """the corrupted solution's steps (each ending with "\\n" but the last)"""
+    wrong: int
+    """index of the corrupted step"""
+    variant: str
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def corrupt(solution: str, rng: random.Random, variant: str) -> tuple[list[str], int] | None:
+    """``(steps, k)``: ``solution`` with step k's result changed (``variant`` says what follows), or None
+    when it has no arithmetic step."""
+    lines = solution.split("\n")
+    arith = [i for i, line in enumerate(lines) if STEP_RE.match(line)]
+    if not arith or not lines[-1].startswith("####"):
+        return None
+    k = rng.choice(arith)
+    a, op, b, c = STEP_RE.match(lines[k]).groups()
+    c = int(c)
+    wrong = rng.choice([c + d for d in range(-10, 11) if d and c + d >= 0])
+    lines[k] = f"{a}{op}{b}={wrong}"
+    if variant == "carry":
+        value = wrong
+        for i in range(k + 1, len(lines)):
+            m = STEP_RE.match(lines[i])
+            if m:
+                _, op_i, b_i, _ = m.groups()
+                new = _apply(value, op_i, int(b_i))
+                lines[i] = f"{value}{op_i}{b_i}={new}"
+                value = new
+        lines[-1] = f"#### {value}"
+    steps = [line + "\n" for line in lines[:-1]] + [lines[-1]]
+    return steps, k
+
+
+def correct_solutions(policy_dir: str, task, problems, n_min: int) -> tuple[list[tuple], str, dict]:
+    """``(problem, solution)`` pairs: the policy's correct greedy solutions if at least ``n_min`` are correct,
+    else every problem's reference solution."""
+    from qstar.evaluate import load_policy
+
+    policy = load_policy(policy_dir, task)
+    texts = []
+    for i in range(0, len(problems), 64):
+        chunk = problems[i : i + 64]
+        roots = policy.root([task.prompt(p) for p in chunk])
+        texts += [o[0].text for o in policy.extend(roots, 1, temperature=0.0, until="end", max_new_tokens=96)]
+        policy.release(roots)
+    ok = [task.is_correct(t, p) for t, p in zip(texts, problems, strict=True)]
+    same = sum(t.strip() == task.format_solution(p).strip() for t, p, o in zip(texts, problems, ok, strict=True) if o)
+    info = {"policy_greedy_correct": sum(ok), "of": len(problems), "correct_equal_to_reference": same}
+    if sum(ok) >= n_min:
+        return [(p, t) for p, t, o in zip(problems, texts, ok, strict=True) if o], "policy", info
+    return [(p, task.format_solution(p)) for p in problems], "reference", info
+
+
+def implicit_picks(policy_dir: str, ref_dir: str, task, cases: list[Case], beta: float) -> tuple[list[int], list[int]]:
+    """Per case: the step with the lowest summed reward, and the step holding the lowest-reward token."""
+    from qstar.critics.implicit import implicit_rewards, load_models
+
+    pi, ref, tok = load_models(policy_dir, ref_dir)
+    credits = implicit_rewards(pi, ref, tok, [c.prompt for c in cases], ["".join(c.steps) for c in cases], beta,
+                               step_delimiter=task.step_delimiter)
+    by_step, by_token = [], []
+    for c, cr in zip(cases, credits, strict=True):
+        assert cr.steps == c.steps, (cr.steps, c.steps)
+        sums = cr.step_rewards()
+        by_step.append(min(range(len(sums)), key=lambda s: sums[s]))
+        by_token.append(cr.step_of[min(range(len(cr.rewards)), key=lambda i: cr.rewards[i])])
+    return by_step, by_token
+
+
+def prm_picks(critics_dir: str | None, cases: list[Case]) -> tuple[list[int] | None, list[int] | None, str]:
+    """Per case: the step whose PRM prefix score drops most, and the step with the lowest prefix score."""
+    if critics_dir is None:
+        return None, None, "no --critics DIR given"
+    try:
+        from qstar.critics.load import load_critics
+    except ImportError as err:
+        return None, None, f"qstar.critics cannot load trained critics ({err})"
+    from qstar.errors import QstarError
+
+    try:
+        prm = load_critics(critics_dir).prm
+    except (QstarError, OSError, RuntimeError) as err:  # RuntimeError: weights saved by another critic version
+        return None, None, f"{critics_dir}: cannot load its PRM ({type(err).__name__}: {str(err)[:200]})"
+    if prm is None:
+        return None, None, f"{critics_dir} holds no PRM"
+    questions, prefixes, owner = [], [], []
+    for i, c in enumerate(cases):
+        for j in range(len(c.steps) + 1):  # j = 0: the prompt alone, the score before any step
+            questions.append(c.question)
+            prefixes.append(c.steps[:j])
+            owner.append(i)
+    scores = prm.score(questions, prefixes)
+    per: list[list[float]] = [[] for _ in cases]
+    for i, s in zip(owner, scores, strict=True):
+        per[i].append(s)
+    drop = [min(range(len(s) - 1), key=lambda j: s[j + 1] - s[j]) for s in per]
+    lowest = [min(range(len(s) - 1), key=lambda j: s[j + 1]) for s in per]
+    return drop, lowest, f"PRM of {critics_dir}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", required=True, help="the DPO-trained policy")
+    ap.add_argument("--ref", required=True, help="its reference policy")
+    ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--cases", type=int, default=200, help="correct solutions to corrupt (at most)")
+    ap.add_argument("--min-policy", type=int, default=50, help="fewest correct greedy solutions to use the policy's")
+    ap.add_argument("--critics", help="directory of trained critics holding a PRM (qstar.critics)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="write the per-case records as JSON here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    from qstar.tasks import get_task
+
+    t0 = time.perf_counter()
+    task = get_task("arith")
+    problems = task.problems("test", args.cases)
+    kept, source, info = correct_solutions(args.policy, task, problems, args.min_policy)
+    cases = []
+    for variant in VARIANTS:
+        rng = random.Random(f"{args.seed}/{variant}")
+        for p, s in kept:
+            got = corrupt(s, rng, variant)
+            if got is not None:
+                cases.append(Case(p.question, task.prompt(p), got[0], got[1], variant))
+    print(f"solutions: {source} ({info}); {len(cases)} corrupted cases", flush=True)
+
+    by_step, by_token = implicit_picks(args.policy, args.ref, task, cases, args.beta)
+    drop, lowest, prm_note = prm_picks(args.critics, cases)
+
+    def top1(picks: list[int] | None, variant: str | None) -> float | None:
+        if picks is None:
+            return None
+        rows = [(c, k) for c, k in zip(cases, picks, strict=True) if variant in (None, c.variant)]
+        return sum(c.wrong == k for c, k in rows) / len(rows)
+
+    def figures(variant: str | None) -> dict:
+        rows = [c for c in cases if variant in (None, c.variant)]
+        return {"implicit_top1": top1(by_step, variant), "prm_top1": top1(drop, variant),
+                "random_top1": sum(1 / len(c.steps) for c in rows) / len(rows),
+                "implicit_top1_min_token": top1(by_token, variant), "prm_top1_lowest": top1(lowest, variant),
+                "n": len(rows)}
+
+    result = {**figures(None), **{v: figures(v) for v in VARIANTS}, "source": source, "solutions": info,
+              "prm": prm_note, "policy": args.policy, "ref": args.ref, "beta": args.beta,
+              "wall_s": round(time.perf_counter() - t0, 1)}
+    for v in (None, *VARIANTS):
+        f = figures(v)
+        fmt = lambda x: "  null" if x is None else f"{x:6.3f}"  # noqa: E731
+        print(f"{v or 'all':6s} n={f['n']:4d}  implicit {fmt(f['implicit_top1'])}  (min token "
+              f"{fmt(f['implicit_top1_min_token'])})  prm {fmt(f['prm_top1'])}  (lowest {fmt(f['prm_top1_lowest'])})"
+              f"  random {fmt(f['random_top1'])}")
+    if args.out:
+        records = [{"variant": c.variant, "question": c.question, "steps": c.steps, "wrong": c.wrong, "implicit": k, "min_token": t,
+                    "prm": None if drop is None else drop[i]}
+                   for i, (c, k, t) in enumerate(zip(cases, by_step, by_token, strict=True))]
+        with open(args.out, "w") as f:
+            json.dump({"summary": result, "cases": records}, f, indent=1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The configuration of a self-improvement run; saved as ``RUN/config.json`` and checked on every rerun."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
+
+from qstar.errors import QstarError
+from qstar.search.mcts import MCTSConfig
+
+FINETUNE_MODES = ("sft+dpo", "sft", "dpo")
+KEEP_MODES = ("verified", "orm")
+CRITIC_OPTIONS = {"problems": 128, "steps": 80, "report_problems": 0}
+GROWABLE = ("iterations",)
+"""fields a rerun may change: more iterations continue a finished run where it stopped"""
+
+
+def train_search() -> MCTSConfig:
+    """MCTS for data synthesis: wider and hotter than at test time, so trees hold both right and wrong
+    solutions (the material of preference pairs); option and rollout budgets sized for arith's short lines."""
+    return MCTSConfig(n_simulations=16, temperature=1.0, c_max=4, max_option_tokens=32, max_depth=8,
+                      max_rollout_tokens=96, rollout_temperature=1.0, seed=0)
+
+
+def eval_search() -> MCTSConfig:
+    """MCTS for the held-out evaluation (only the trained critics; never the verifier)."""
+    return MCTSConfig(n_simulations=16, temperature=0.8, c_max=4, max_option_tokens=32, max_depth=8,
+                      max_rollout_tokens=96, seed=0)
+
+
+@dataclass
+class ImproveConfig:
+    """Everything that determines a self-improvement run (AlphaLLM's loop: search, synthesise, fine-tune,
+    retrain the critics, evaluate). The same dataclass feeds ``qstar improve`` and is saved in the run."""
+
+    # --- what to improve ---------------------------------------------------------------------------------
+    task: str = "arith"
+    """task name"""
+    data: str | None = None
+    """JSONL file of data tasks (gsm8k, math500, ...); None for generated tasks"""
+    policy: str = "default"
+    """the starting policy directory (iteration 0), or "default" for the shipped one"""
+    critics: str | None = None
+    """trained critics to start from; None trains them on the starting policy as iteration 0's first phase"""
+    iterations: int = 3
+    """self-improvement iterations (a rerun with a larger number continues a finished run)"""
+    seed: int = 0
+    """seed of every problem stream, sampler and trainer (each phase derives its own from it)"""
+    threads: int = 1
+    """torch CPU threads (on two shared cores, two threads that wait for each other run slower than one)"""
+
+    # --- 1. search on fresh training problems ------------------------------------------------------------
+    problems_per_iteration: int = 256
+    """fresh training problems searched per iteration (a new seeded stream each iteration)"""
+    search: MCTSConfig = field(default_factory=train_search)
+    """MCTS on the training problems"""
+    oracle_orm: bool = True
+    """on TRAINING problems only, the task's verifier replaces the ORM in the search (an oracle critic for
+    data synthesis; rollouts graded by ground truth). Test problems never see references."""
+    rejection_samples: int = 8
+    """whole solutions sampled per training problem from the current policy; the verified-correct ones join
+    the SFT set (rejection sampling, as in STaR / ReST-EM). MCTS keeps at most one trajectory per problem and
+    a weak policy's searches often find none; the policy's own correct samples multiply the data at the
+    cost of one batched sampling call, and they keep the SFT set on the policy's own distribution.
+    0 turns it off (MCTS data only, as in the paper)"""
+    rejection_temperature: float = 1.0
+    """sampling temperature of the rejection samples"""
+    max_new_tokens: int = 96
+    """token budget of one whole solution (rejection samples and the evaluation's baselines)"""
+    batch_problems: int = 64
+    """problems searched or sampled together (their forward passes are batched)"""
+
+    # --- 2. synthesis ------------------------------------------------------------------------------------
+    keep: Literal["verified", "orm"] = "verified"
+    """per problem, the best trajectory by critic score is kept when the verifier says it is correct
+    ("verified"), or when the trained ORM scores it above ``gamma`` ("orm": no ground truth needed)"""
+    gamma: float = 0.9
+    """ORM threshold of ``keep="orm"``; pairs then take solutions scored >= gamma as correct and
+    <= 1 - gamma as wrong, and skip the rest"""
+    sft_per_problem: int = 2
+    """most distinct SFT completions kept per problem (the search's best first, then rejection samples)"""
+    pairs_per_problem: int = 2
+    """most preference pairs per tree (deepest branch point first: it isolates the wrong step)"""
+
+    # --- 3. fine-tuning ----------------------------------------------------------------------------------
+    finetune: Literal["sft+dpo", "sft", "dpo"] = "sft+dpo"
+    """SFT on the kept trajectories then DPO on the pairs, or only one of them"""
+    sft_epochs: float = 2.0
+    """passes over the SFT set"""
+    sft_lr: float = 3e-4
+    """SFT peak learning rate (linear decay)"""
+    sft_batch_size: int = 32
+    """SFT sequences per optimizer step"""
+    dpo_epochs: float = 1.0
+    """passes over the preference pairs"""
+    dpo_lr: float = 5e-5
+    """DPO peak learning rate (linear decay)"""
+    dpo_batch_size: int = 16
+    """DPO pairs per optimizer step"""
+    dpo_beta: float = 0.1
+    """DPO's beta: the strength of the pull towards the reference policy"""
+    dpo_reference: Literal["previous", "sft"] = "previous"
+    """DPO's reference: the policy this iteration started from, or the policy right after SFT"""
+
+    # --- 4. critics --------------------------------------------------------------------------------------
+    retrain_critics: bool = True
+    """retrain value, PRM and ORM on fresh samples of each new policy; False keeps iteration 0's critics
+    (the paper's static critics: the ablation)"""
+    critic_options: dict = field(default_factory=lambda: dict(CRITIC_OPTIONS))
+    """overrides of :class:`qstar.critics.train.CriticTrainConfig` fields (``{"data": {...}}`` for its
+    DataConfig); the seed is set per iteration. The default trains on fewer problems for fewer steps than
+    ``qstar train-critics`` and skips its held-out report: the loop trains critics once per iteration"""
+
+    # --- 5. evaluation -----------------------------------------------------------------------------------
+    eval_limit: int | None = None
+    """evaluate on the first K problems of the fixed test split (None: all of it)"""
+    sc_n: int = 8
+    """samples of self-consistency"""
+    eval_temperature: float = 0.8
+    """sampling temperature of self-consistency"""
+    eval_search: MCTSConfig = field(default_factory=eval_search)
+    """MCTS on the test problems, guided by the current critics only"""
+
+    def to_dict(self) -> dict:
+        """JSON-ready (tuples become lists, as they would after a round trip through the file)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ImproveConfig:
+        d = dict(d)
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise QstarError(f"improve: unknown config field(s) {sorted(unknown)}")
+        for name in ("search", "eval_search"):
+            if isinstance(d.get(name), dict):
+                d[name] = MCTSConfig(**d[name])
+        return cls(**d)
+
+    @property
+    def sft(self) -> bool:
+        return self.finetune in ("sft+dpo", "sft")
+
+    @property
+    def dpo(self) -> bool:
+        return self.finetune in ("sft+dpo", "dpo")
+
+
+def check_config(cfg: ImproveConfig) -> None:
+    """Refuse a configuration that cannot run, before any model is loaded."""
+    if cfg.finetune not in FINETUNE_MODES:
+        raise QstarError(f"improve: finetune must be one of {', '.join(FINETUNE_MODES)}, not {cfg.finetune!r}")
+    if cfg.keep not in KEEP_MODES:
+        raise QstarError(f"improve: keep must be one of {', '.join(KEEP_MODES)}, not {cfg.keep!r}")
+    if cfg.dpo_reference not in ("previous", "sft"):
+        raise QstarError(f"improve: dpo_reference must be 'previous' or 'sft', not {cfg.dpo_reference!r}")
+    if not 0.5 < cfg.gamma <= 1:
+        raise QstarError(f"improve: gamma must be in (0.5, 1], got {cfg.gamma}")
+    positive = {"iterations": cfg.iterations, "problems_per_iteration": cfg.problems_per_iteration,
+                "sc_n": cfg.sc_n, "batch_problems": cfg.batch_problems, "threads": cfg.threads,
+                "sft_batch_size": cfg.sft_batch_size, "dpo_batch_size": cfg.dpo_batch_size,
+                "sft_per_problem": cfg.sft_per_problem}
+    for name, value in positive.items():
+        if value < 1:
+            raise QstarError(f"improve: {name} must be at least 1, got {value}")
+    if cfg.rejection_samples < 0 or cfg.pairs_per_problem < 0:
+        raise QstarError("improve: rejection_samples and pairs_per_problem cannot be negative")
+
+
+def config_differences(saved: dict, wanted: dict) -> list[str]:
+    """Fields (other than the growable ones) whose values differ, as ``name: saved -> wanted``."""
+    names = sorted((set(saved) | set(wanted)) - set(GROWABLE))
+    return [f"{n}: {saved.get(n)!r} -> {wanted.get(n)!r}" for n in names if saved.get(n) != wanted.get(n)]

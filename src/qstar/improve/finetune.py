@@ -1,0 +1,151 @@
+"""Fine-tune the policy on synthesised data with TRL: SFT on kept trajectories, DPO on preference pairs.
+
+TRL does the real work here (tokenising prompt / completion rows with the loss on the completion only,
+the DPO loss against a frozen reference); we add CPU settings, quiet logging, a loss summary and an
+atomic save. ``trl`` is imported inside the functions: importing it costs seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+TRAINER_DEFAULTS = dict(
+    use_cpu=True,  # TRL 1.16 on CPU needs both of these
+    bf16=False,
+    save_strategy="no",
+    logging_steps=1,
+    disable_tqdm=True,
+    report_to=[],
+    dataloader_num_workers=0,
+    lr_scheduler_type="linear",
+    warmup_steps=0.05,  # a float below 1 is a fraction of the steps
+    weight_decay=0.0,
+)
+
+
+def save_policy_atomic(model, tokenizer, out: str | Path) -> Path:
+    """Write a loadable policy directory (weights, config, tokenizer) into a temporary sibling directory,
+    then rename it into place, so a kill leaves either the old directory or the whole new one."""
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    replace_dir(tmp, out)
+    return out
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished directory ``tmp`` to ``out`` (one rename; an old ``out`` is removed first)."""
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+@contextmanager
+def _quiet():
+    """TRL maps its datasets with progress bars and transformers 5 warns about its own renamed options on
+    every trainer; a run prints its own progress instead."""
+    from datasets.utils import logging as ds_logging
+
+    was = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        if was:
+            ds_logging.enable_progress_bar()
+
+
+def _train(trainer) -> dict:
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)  # it would echo every log dict
+    trainer.remove_callback(ProgressCallback)
+    t0 = time.perf_counter()
+    trainer.train()
+    logs = trainer.state.log_history
+    losses = [h["loss"] for h in logs if "loss" in h]
+    summary = {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
+               "final_loss": losses[-1] if losses else None, "wall_s": time.perf_counter() - t0}
+    margins = [h["rewards/margins"] for h in logs if "rewards/margins" in h]
+    if margins:
+        summary.update(first_margin=margins[0], final_margin=margins[-1])
+    return summary
+
+
+def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: float, lr: float,
+        batch_size: int, seed: int) -> dict:
+    """Supervised fine-tuning on ``{"prompt", "completion"}`` rows (loss on the completion and EOS only);
+    saves the new policy into ``out``. No rows: the policy is saved unchanged."""
+    from qstar.models.load import load_causal_lm
+
+    model, tokenizer = load_causal_lm(policy_dir)
+    if not rows:
+        save_policy_atomic(model, tokenizer, out)
+        return {"steps": 0, "rows": 0}
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    with tempfile.TemporaryDirectory() as scratch, _quiet():
+        args = SFTConfig(output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+                         learning_rate=lr, seed=seed, data_seed=seed, completion_only_loss=True,
+                         max_length=None, **TRAINER_DEFAULTS)
+        trainer = SFTTrainer(model=model.train(), args=args, train_dataset=Dataset.from_list(rows),
+                             processing_class=tokenizer)
+        summary = _train(trainer)
+    save_policy_atomic(model.eval(), tokenizer, out)
+    return {**summary, "rows": len(rows)}
+
+
+def dpo(policy_dir: str | Path, reference_dir: str | Path, pairs: list[dict], out: str | Path, *,
+        epochs: float, lr: float, batch_size: int, beta: float, seed: int) -> dict:
+    """DPO on ``{"prompt", "chosen", "rejected"}`` pairs, starting from ``policy_dir`` with the frozen
+    ``reference_dir`` as the reference policy; saves the new policy into ``out``. No pairs: unchanged."""
+    from qstar.models.load import load_causal_lm
+
+    model, tokenizer = load_causal_lm(policy_dir)
+    if not pairs:
+        save_policy_atomic(model, tokenizer, out)
+        return {"steps": 0, "pairs": 0}
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    reference, _ = load_causal_lm(reference_dir)
+    with tempfile.TemporaryDirectory() as scratch, _quiet():
+        args = DPOConfig(output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+                         learning_rate=lr, beta=beta, seed=seed, data_seed=seed, max_length=None,
+                         **TRAINER_DEFAULTS)
+        trainer = DPOTrainer(model=model.train(), ref_model=reference.eval(), args=args,
+                             train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
+        summary = _train(trainer)
+    save_policy_atomic(model.eval(), tokenizer, out)
+    return {**summary, "pairs": len(pairs)}
+
+
+def completion_logprobs(model, tokenizer, rows: list[dict], key: str = "completion") -> list[float]:
+    """log p(row[key] + EOS | row["prompt"]) under ``model``, summed over tokens: what SFT raises and what
+    DPO's implicit reward compares. Tokenised as TRL does (the prompt with its special tokens)."""
+    import torch
+
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for row in rows:
+            prompt = tokenizer(row["prompt"])["input_ids"]
+            full = tokenizer(row["prompt"] + row[key] + tokenizer.eos_token)["input_ids"]
+            ids = torch.tensor([full])
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)  # (T-1, V)
+            targets = ids[0, 1:]
+            token_logp = logp.gather(1, targets.view(-1, 1)).squeeze(1)
+            out.append(float(token_logp[len(prompt) - 1 :].sum()))
+    return out

@@ -1,0 +1,59 @@
+"""SFT and DPO with TRL on a tiny model: the weights move the way each objective says."""
+
+from __future__ import annotations
+
+import torch
+
+from qstar.improve.finetune import completion_logprobs, dpo, save_policy_atomic, sft
+from qstar.models.load import load_causal_lm
+
+ROWS = [{"prompt": f"Ann has {i} pens. She buys 2. How many now?\n", "completion": f"{i}+2={i + 2}\n#### {i + 2}"}
+        for i in range(3, 9)]
+PAIRS = [{"prompt": r["prompt"], "chosen": r["completion"], "rejected": f"{i}+2={i + 3}\n#### {i + 3}"}
+         for i, r in zip(range(3, 9), ROWS, strict=True)]
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def test_sft_changes_the_weights_and_raises_the_completions_likelihood(char_model_dir, tmp_path):
+    before, tok = load_causal_lm(char_model_dir)
+    summary = sft(char_model_dir, ROWS, tmp_path / "sft", epochs=4, lr=1e-2, batch_size=3, seed=0)
+    after, _ = load_causal_lm(tmp_path / "sft")
+    assert summary["steps"] == 8 and summary["rows"] == len(ROWS)
+    old, new = before.state_dict(), after.state_dict()
+    changed = [k for k in old if not torch.equal(old[k], new[k])]
+    assert len(changed) == len(old), set(old) - set(changed)
+    assert _mean(completion_logprobs(after, tok, ROWS)) > _mean(completion_logprobs(before, tok, ROWS)) + 5
+
+
+def test_dpo_raises_the_chosen_minus_rejected_margin(char_model_dir, tmp_path):
+    summary = dpo(char_model_dir, char_model_dir, PAIRS, tmp_path / "dpo", epochs=4, lr=1e-2, batch_size=3,
+                  beta=0.1, seed=0)
+    assert summary["steps"] == 8 and summary["final_margin"] > summary["first_margin"]
+
+    def margin(model_dir) -> float:
+        model, tok = load_causal_lm(model_dir)
+        return _mean(completion_logprobs(model, tok, PAIRS, "chosen")) - _mean(
+            completion_logprobs(model, tok, PAIRS, "rejected"))
+
+    assert margin(tmp_path / "dpo") > margin(char_model_dir) + 0.5
+
+
+def test_no_data_saves_the_policy_unchanged(char_model_dir, tmp_path):
+    assert sft(char_model_dir, [], tmp_path / "same", epochs=1, lr=1e-2, batch_size=2, seed=0)["steps"] == 0
+    a, _ = load_causal_lm(char_model_dir)
+    b, _ = load_causal_lm(tmp_path / "same")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_save_policy_atomic_replaces_the_directory_whole(char_model_dir, tmp_path):
+    model, tok = load_causal_lm(char_model_dir)
+    out = tmp_path / "policy"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older save")
+    save_policy_atomic(model, tok, out)
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy"]  # no temporary directory left
+    load_causal_lm(out)

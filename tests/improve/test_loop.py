@@ -1,0 +1,180 @@
+"""The loop end to end on a tiny model: outputs, resume after a kill in every phase, refused configs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qstar.errors import QstarError
+from qstar.improve.loop import Run, Step, plan, run_improve
+from qstar.search.mcts import MCTSConfig
+from tests.conftest import ROOT
+from tests.improve.fakes import fake_backend, tiny_config
+
+
+class Kill(Exception):
+    """Stands for the process dying."""
+
+
+def killer(at: Step, event: str = "commit"):
+    """A hook that dies in phase ``at``; at "commit" it first truncates the phase's biggest file, as a kill
+    in the middle of writing a checkpoint would."""
+
+    def hook(event_: str, step: Step, path: Path) -> None:
+        if (event_, step) != (event, at):
+            return
+        files = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        if files:
+            with open(files[-1], "r+b") as f:
+                f.truncate(files[-1].stat().st_size // 2)
+        raise Kill(step.name)
+
+    return hook
+
+
+def fingerprint(out: Path) -> dict:
+    """What must not depend on kills: the rows (wall times aside) and the bytes of every data and model file."""
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    rows = [{k: v for k, v in r.items() if "wall" not in k and k != "eval"} for r in rows]
+    files = {}
+    for p in sorted(out.glob("iter-*/*/*")):
+        if p.suffix in (".jsonl", ".safetensors"):
+            files[str(p.relative_to(out))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return {"rows": rows, "files": files}
+
+
+def starts_and_dones(out: Path) -> dict[str, tuple[int, int]]:
+    log = json.loads((out / "state.json").read_text())["log"]
+    names = {e["step"] for e in log}
+    return {n: (sum(e["step"] == n and e["event"] == "start" for e in log),
+                sum(e["step"] == n and e["event"] == "done" for e in log)) for n in names}
+
+
+@pytest.fixture(scope="module")
+def reference(char_model_dir, tmp_path_factory) -> Path:
+    """One uninterrupted run."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    run_improve(tiny_config(char_model_dir), out, backend=fake_backend(), progress=False)
+    return out
+
+
+def test_a_run_writes_rows_plot_state_and_trl_data(reference):
+    results = json.loads((reference / "results.json").read_text())
+    assert [r["iteration"] for r in results["rows"]] == [0, 1]
+    assert results["config"]["oracle_orm"] is True and "verifier" in results["oracle"]
+    row = results["rows"][1]
+    assert row["kept"] > 0 and row["pairs"] > 0
+    assert set(row["phase_wall_s"]) == {"search", "synthesise", "sft", "dpo", "critics", "eval"}
+    assert (reference / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = reference / "iter-01" / "synthesise"
+    sft = [json.loads(line) for line in open(data / "sft.jsonl")]
+    pairs = [json.loads(line) for line in open(data / "pairs.jsonl")]
+    assert len(sft) == row["kept"] and all(set(r) == {"prompt", "completion"} for r in sft)
+    assert len(pairs) == row["pairs"] and all(set(p) == {"prompt", "chosen", "rejected"} for p in pairs)
+    assert all(n[1] == 1 for n in starts_and_dones(reference).values())
+    assert not [p for p in reference.rglob(".*") if p.name != ".critics.work"]  # no temporary files left
+
+
+def test_resume_after_a_kill_in_each_phase(reference, char_model_dir, tmp_path):
+    cfg, out = tiny_config(char_model_dir), tmp_path / "run"
+    steps, committed = plan(cfg), {}
+    for i, step in enumerate(steps):
+        with pytest.raises(Kill):
+            run_improve(cfg, out, backend=fake_backend(), hook=killer(step), progress=False)
+        run = Run(cfg, out)
+        assert not run.done(step) and all(run.done(s) for s in steps[:i])
+        for s in steps[:i]:  # phases committed before this kill were not redone by the rerun
+            mtime = (run.path(s) / "summary.json").stat().st_mtime_ns
+            assert committed.setdefault(s, mtime) == mtime, s.name
+    run_improve(cfg, out, backend=fake_backend(), progress=False)
+    assert fingerprint(out) == fingerprint(reference)
+    # every phase was started twice (killed once, then redone from its start) and committed once
+    assert starts_and_dones(out) == {s.name: (2, 1) for s in steps}
+
+
+def test_a_kill_between_commit_and_log_is_recovered_without_redoing(reference, char_model_dir, tmp_path):
+    cfg, out = tiny_config(char_model_dir), tmp_path / "run"
+    steps = plan(cfg)
+    sft = next(s for s in steps if s.phase == "sft")
+    with pytest.raises(Kill):
+        run_improve(cfg, out, backend=fake_backend(), hook=killer(steps[steps.index(sft) + 1], "start"),
+                    progress=False)
+    state = json.loads((out / "state.json").read_text())
+    # the kill came after the sft rename but before its log entry: drop the entry and what followed it
+    cut = next(i for i, e in enumerate(state["log"]) if e["step"] == sft.name and e["event"] == "done")
+    (out / "state.json").write_text(json.dumps({"log": state["log"][:cut]}))
+    run_improve(cfg, out, backend=fake_backend(), progress=False)
+    log = json.loads((out / "state.json").read_text())["log"]
+    assert [e.get("recovered") for e in log if e["step"] == sft.name] == [None, True]
+    assert fingerprint(out) == fingerprint(reference)
+
+
+def test_sigkill_mid_phase_then_the_same_command_finishes_the_run(reference, char_model_dir, tmp_path):
+    out = tmp_path / "run"
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from tests.improve.fakes import tiny_config, fake_backend\n"
+              "from qstar.improve.loop import run_improve\n"
+              f"run_improve(tiny_config({str(char_model_dir)!r}), {str(out)!r}, backend=fake_backend(), "
+              "progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # wait for the sft phase to begin
+        state = out / "state.json"
+        if state.is_file() and '"iter-01/sft"' in state.read_text():
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "results.json").is_file() or len(json.loads((out / "results.json").read_text())["rows"]) < 2
+    run_improve(tiny_config(char_model_dir), out, backend=fake_backend(), progress=False)
+    assert fingerprint(out) == fingerprint(reference)
+    done_before = [n for n, (starts, _) in starts_and_dones(out).items() if starts == 1]
+    assert "iter-01/synthesise" in done_before and "iter-00/eval" in done_before
+
+
+def test_more_iterations_continue_a_finished_run(reference, char_model_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    before = (out / "iter-01" / "dpo" / "summary.json").stat().st_mtime_ns
+    calls: list = []
+    results = run_improve(tiny_config(char_model_dir, iterations=2), out, backend=fake_backend(calls),
+                          progress=False)
+    assert [r["iteration"] for r in results["rows"]] == [0, 1, 2]
+    assert (out / "iter-01" / "dpo" / "summary.json").stat().st_mtime_ns == before
+    assert calls == [(str(out / "iter-02" / "dpo"), 2)]  # only the new iteration's critics were trained
+    assert json.loads((out / "config.json").read_text())["iterations"] == 2
+
+
+def test_a_run_with_another_config_is_refused(reference, char_model_dir, tmp_path):
+    with pytest.raises(QstarError, match=r"another configuration \(sft_lr: 0.001 -> 0.002\)"):
+        Run(tiny_config(char_model_dir, sft_lr=2e-3), reference).open()
+    with pytest.raises(QstarError, match="search"):
+        run_improve(tiny_config(char_model_dir, search=MCTSConfig()),
+                    reference, backend=fake_backend(), progress=False)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a run")
+    with pytest.raises(QstarError, match="no config.json"):
+        Run(tiny_config(char_model_dir), tmp_path / "other").open()
+
+
+def test_static_critics_and_sft_only_plans(char_model_dir):
+    static = plan(tiny_config(char_model_dir, retrain_critics=False, finetune="sft", iterations=2))
+    assert [s.name for s in static] == ["iter-00/critics", "iter-00/eval",
+                                        "iter-01/search", "iter-01/synthesise", "iter-01/sft", "iter-01/eval",
+                                        "iter-02/search", "iter-02/synthesise", "iter-02/sft", "iter-02/eval"]
+    given = plan(tiny_config(char_model_dir, critics="/some/critics", finetune="dpo"))
+    assert [s.name for s in given] == ["iter-00/eval", "iter-01/search", "iter-01/synthesise", "iter-01/dpo",
+                                       "iter-01/critics", "iter-01/eval"]
+    run = Run(tiny_config(char_model_dir, retrain_critics=False), "/unused")
+    assert run.critics_dir(3) == run.path(Step(0, "critics"))
