@@ -157,9 +157,8 @@ def format_table(rows: list[dict], title: str = "") -> str:
 def run_eval(cfg: EvalConfig, out: str | Path | None, progress: bool = True, policy=None, critics=None) -> dict:
     """Load, evaluate, print the table and write ``out/results.json``; returns the results dict."""
     from qstar.search.common import Critics
-    from qstar.tasks import get_task
-
     from qstar.search.single import default_critic_terms
+    from qstar.tasks import get_task
 
     task = get_task(cfg.task, cfg.data)
     method_config(cfg)  # an unknown method or option fails before anything loads
