@@ -94,3 +94,20 @@ def test_bpe_tokenizer_with_delimiter_inside_tokens(bpe_model_dir):
         assert o.finished or "\n" in o.text
         # Stopping happens at the first token that contains the delimiter, never later.
         assert o.finished or "\n" not in tok.decode(list(o.token_ids[:-1]))
+
+
+def test_special_tokens_are_never_sampled(char_lm):
+    model, tok = char_lm
+    # Make BOS and PAD the model's favourite tokens: the backend must still never emit them.
+    with torch.no_grad():
+        model.lm_head.weight.data[tok.bos_token_id] *= 50
+        model.lm_head.weight.data[tok.pad_token_id] *= 50
+    try:
+        pol = HFPolicy(model, tok, "\n")
+        opts = pol.extend(pol.root(PROMPTS), 8, temperature=1.0, until="end", max_new_tokens=20, seed=0)
+        ids = {t for group in opts for o in group for t in o.token_ids}
+        assert tok.bos_token_id not in ids and tok.pad_token_id not in ids
+    finally:
+        with torch.no_grad():
+            model.lm_head.weight.data[tok.bos_token_id] /= 50
+            model.lm_head.weight.data[tok.pad_token_id] /= 50

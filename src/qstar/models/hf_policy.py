@@ -82,6 +82,11 @@ class HFPolicy:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids))
         # Each token's text once, so stop checks never decode whole sequences (works for BPE and chars).
         self._piece = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+        # A solution never contains BOS, padding or unknown tokens: a tiny model sampled at T=0.8 would
+        # otherwise emit them now and then, and they would leak into the text the verifier reads.
+        self._banned = torch.tensor(sorted(
+            {t for t in (tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id) if t is not None}
+            - self.eos_ids), dtype=torch.long)
         self._entries: dict[int, _Entry] = {}
         self._next_id = 0
         self._cost = TokenCost()
@@ -226,7 +231,7 @@ class HFPolicy:
         alive = list(range(len(rows)))  # row indices still decoding, in batch order
         step = 0
         while alive:
-            tok, logp = _sample(logits, temperature, gen)
+            tok, logp = _sample(logits, temperature, gen, self._banned)
             for j, r in enumerate(alive):
                 row = rows[r]
                 t = int(tok[j])
@@ -335,12 +340,17 @@ def _slice_rows(cache, j: int, start: int, n: int) -> list[tuple[torch.Tensor, t
     ]
 
 
-def _sample(logits: torch.Tensor, temperature: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next tokens and their log-probs under the untempered policy (what critics and priors use)."""
+def _sample(
+    logits: torch.Tensor, temperature: float, gen: torch.Generator, banned: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next tokens (never a banned one) and their log-probs under the model's own untempered distribution."""
     logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
+    allowed = logits.float().clone()
+    if len(banned):
+        allowed[:, banned] = float("-inf")
     if temperature <= 0:
-        tok = logp.argmax(dim=-1)
+        tok = allowed.argmax(dim=-1)
     else:
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        probs = torch.softmax(allowed / temperature, dim=-1)
         tok = torch.multinomial(probs, 1, generator=gen).squeeze(1)
     return tok, logp.gather(1, tok.view(-1, 1)).squeeze(1)
