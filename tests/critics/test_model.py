@@ -84,7 +84,7 @@ def test_long_inputs_keep_their_end(char_model_dir):
     assert 0.0 <= critic.score(QUESTIONS[:1], STEPS[:1])[0] <= 1.0
 
 
-def test_policy_features_are_the_min_mean_and_sum_log_prob_of_the_solution_tokens():
+def test_policy_features_are_the_log_probs_of_the_solution_tokens():
     # vocabulary of 2; row 0: tokens [0, 1, 1, 0] with the solution from position 2; row 1 padded, no solution
     logits = torch.log(torch.tensor([[[0.5, 0.5], [0.2, 0.8], [0.9, 0.1], [0.5, 0.5]],
                                      [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]]))
@@ -92,7 +92,8 @@ def test_policy_features_are_the_min_mean_and_sum_log_prob_of_the_solution_token
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     got = token_logprob_features(logits, ids, mask, torch.tensor([2, 2]))
     total = math.log(0.8) + math.log(0.9)
-    want = torch.tensor([[math.log(0.8), total / 2, total], [0.0, 0.0, 0.0]])
+    logs = torch.tensor([[math.log(0.8), total / 2, total], [0.0, 0.0, 0.0]])
+    want = torch.cat([logs, logs.exp()], dim=-1)  # row 1: nothing surprising, probabilities 1
     assert torch.allclose(got, want, atol=1e-6)
 
 

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--policy", default="default", help="policy directory, or 'default' for the shipped policy")
     p.add_argument("--task", default="arith", help="task whose train problems the policy solves")
     p.add_argument("--out", required=True, help="critics directory (value/, prm/, orm/, data/, report.json)")
-    p.add_argument("--problems", type=int, help="training problems (default 384)")
+    p.add_argument("--problems", type=int, help="training problems (default 512)")
     p.add_argument("--samples-per-problem", type=int, help="solutions sampled per problem (default 4)")
     p.add_argument("--rollouts", type=int, help="Monte Carlo rollouts per step; 0 = outcome labels (default 4)")
     p.add_argument("--steps", type=int, help="fine-tuning steps per critic after its linear probe (default 0)")

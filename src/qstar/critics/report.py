@@ -53,6 +53,21 @@ def auroc(scores: list[float], labels: list[bool]) -> float | None:
     return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
 
+def within_group_auroc(scores: list[float], labels: list[bool], groups: list) -> float | None:
+    """AUROC over pairs from the same group only (ties count half): how well a critic ranks the candidates
+    of one problem, which is what best-of-n and search need; plain AUROC also rewards telling easy problems
+    from hard ones. None when no group holds both classes."""
+    by: dict = {}
+    for s, y, g in zip(scores, labels, groups, strict=True):
+        by.setdefault(g, ([], []))[0 if y else 1].append(s)
+    wins = pairs = 0.0
+    for pos, neg in by.values():
+        for a in pos:
+            wins += sum(1.0 if a > b else 0.5 if a == b else 0.0 for b in neg)
+        pairs += len(pos) * len(neg)
+    return wins / pairs if pairs else None
+
+
 def precision_recall(scores: list[float], labels: list[bool], threshold: float = 0.5) -> tuple:
     """Precision and recall of "score >= threshold" as the positive prediction (None where undefined)."""
     pred = [s >= threshold for s in scores]
@@ -75,13 +90,16 @@ def ece(scores: list[float], targets: list[float], bins: int = 10) -> float:
     return sum(abs(a - b) for a, b in zip(gap_score, gap_target, strict=True)) / len(scores)
 
 
-def critic_metrics(scores: list[float], labels: list[bool], targets: list[float] | None = None) -> dict:
-    """AUROC, precision and recall at 0.5, and ECE (against ``targets``, or the labels) of one critic."""
+def critic_metrics(scores: list[float], labels: list[bool], targets: list[float] | None = None,
+                   groups: list | None = None) -> dict:
+    """AUROC (overall and within ``groups``), precision and recall at 0.5, and ECE (against ``targets``, or
+    the labels) of one critic."""
     precision, recall = precision_recall(scores, labels)
     return {
         "n": len(scores),
         "positive_rate": sum(map(bool, labels)) / len(labels) if labels else None,
         "auroc": auroc(scores, labels),
+        "auroc_within_problem": within_group_auroc(scores, labels, groups) if groups is not None else None,
         "precision": precision,
         "recall": recall,
         "ece": ece(scores, targets if targets is not None else [float(y) for y in labels]),
@@ -107,7 +125,8 @@ def evaluate_critics(critics: Critics, records: list[dict], prm_threshold: float
             targets = [r["label"] for r in rows]
         else:
             labels, targets = [r["label"] >= 0.5 for r in rows], None
-        out[role] = {"target": TARGETS[role], **critic_metrics(scores, labels, targets)}
+        groups = [r["question"] for r in rows]
+        out[role] = {"target": TARGETS[role], **critic_metrics(scores, labels, targets, groups)}
     return out
 
 
@@ -116,12 +135,14 @@ def _fmt(x: float | None) -> str:
 
 
 def format_report(metrics: dict[str, dict], title: str = "") -> str:
-    """The metrics as a plain-text table, one row per critic."""
-    head = f"{'critic':<7} {'target':<42} {'n':>6} {'pos':>6} {'AUROC':>6} {'P@.5':>6} {'R@.5':>6} {'ECE':>6}"
+    """The metrics as a plain-text table, one row per critic (``in-pb``: AUROC within a problem)."""
+    head = (f"{'critic':<7} {'target':<42} {'n':>6} {'pos':>6} {'AUROC':>6} {'in-pb':>6} {'P@.5':>6} {'R@.5':>6} "
+            f"{'ECE':>6}")
     lines = ([title] if title else []) + [head, "-" * len(head)]
     for role, m in metrics.items():
         lines.append(f"{role:<7} {m['target']:<42} {m['n']:>6} {_fmt(m['positive_rate']):>6} "
-                     f"{_fmt(m['auroc']):>6} {_fmt(m['precision']):>6} {_fmt(m['recall']):>6} {_fmt(m['ece']):>6}")
+                     f"{_fmt(m['auroc']):>6} {_fmt(m.get('auroc_within_problem')):>6} {_fmt(m['precision']):>6} "
+                     f"{_fmt(m['recall']):>6} {_fmt(m['ece']):>6}")
     return "\n".join(lines)
 
 
