@@ -56,7 +56,7 @@ def tiny_config(policy: Path, **kw) -> ImproveConfig:
     """One iteration of every phase on a handful of problems: seconds on a random 2-layer model."""
     search = MCTSConfig(n_simulations=4, max_option_tokens=6, max_rollout_tokens=8, c_max=3)
     base = dict(task="coin", policy=str(policy), iterations=1, problems_per_iteration=4, search=search,
-                rejection_samples=2, max_new_tokens=8, eval_limit=3, sc_n=2, eval_search=search,
+                rejection_samples=2, rejection_problems=6, max_new_tokens=8, eval_limit=3, sc_n=2, eval_search=search,
                 sft_epochs=1, sft_lr=1e-3, sft_batch_size=4, dpo_epochs=1, dpo_lr=1e-3, dpo_batch_size=4)
     base.update(kw)
     return ImproveConfig(**base)

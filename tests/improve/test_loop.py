@@ -80,7 +80,7 @@ def test_a_run_writes_rows_plot_state_and_trl_data(reference):
     assert len(sft) == row["kept"] and all(set(r) == {"prompt", "completion"} for r in sft)
     assert len(pairs) == row["pairs"] and all(set(p) == {"prompt", "chosen", "rejected"} for p in pairs)
     assert all(n[1] == 1 for n in starts_and_dones(reference).values())
-    assert not [p for p in reference.rglob(".*") if p.name != ".critics.work"]  # no temporary files left
+    assert not [p for p in reference.rglob(".*") if p.name not in (".critics.work", ".lock")]  # no temporaries
 
 
 def test_resume_after_a_kill_in_each_phase(reference, char_model_dir, tmp_path):
@@ -162,6 +162,11 @@ def test_a_run_with_another_config_is_refused(reference, char_model_dir, tmp_pat
     with pytest.raises(QstarError, match="search"):
         run_improve(tiny_config(char_model_dir, search=MCTSConfig()),
                     reference, backend=fake_backend(), progress=False)
+    held = Run(tiny_config(char_model_dir), reference)
+    held.open()
+    with pytest.raises(QstarError, match="in use by another"):
+        Run(tiny_config(char_model_dir), reference).open()
+    held.close()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("not a run")
     with pytest.raises(QstarError, match="no config.json"):

@@ -11,21 +11,22 @@ from qstar.search.mcts import MCTSConfig
 
 FINETUNE_MODES = ("sft+dpo", "sft", "dpo")
 KEEP_MODES = ("verified", "orm")
-CRITIC_OPTIONS = {"problems": 128, "steps": 80, "report_problems": 0}
+CRITIC_OPTIONS = {"problems": 64, "steps": 50, "report_problems": 0}
 GROWABLE = ("iterations",)
 """fields a rerun may change: more iterations continue a finished run where it stopped"""
 
 
 def train_search() -> MCTSConfig:
-    """MCTS for data synthesis: wider and hotter than at test time, so trees hold both right and wrong
-    solutions (the material of preference pairs); option and rollout budgets sized for arith's short lines."""
-    return MCTSConfig(n_simulations=16, temperature=1.0, c_max=4, max_option_tokens=32, max_depth=8,
+    """MCTS for data synthesis: hotter than at test time, so trees hold both right and wrong solutions (the
+    material of preference pairs); option and rollout budgets sized for arith's short lines."""
+    return MCTSConfig(n_simulations=12, temperature=1.0, c_max=4, max_option_tokens=32, max_depth=8,
                       max_rollout_tokens=96, rollout_temperature=1.0, seed=0)
 
 
 def eval_search() -> MCTSConfig:
-    """MCTS for the held-out evaluation (only the trained critics; never the verifier)."""
-    return MCTSConfig(n_simulations=16, temperature=0.8, c_max=4, max_option_tokens=32, max_depth=8,
+    """MCTS for the held-out evaluation (only the trained critics; never the verifier). Cooler than the
+    training search: a small policy's samples at 0.8 are much worse than its greedy steps."""
+    return MCTSConfig(n_simulations=8, temperature=0.5, c_max=4, max_option_tokens=32, max_depth=8,
                       max_rollout_tokens=96, seed=0)
 
 
@@ -51,21 +52,27 @@ class ImproveConfig:
     """torch CPU threads (on two shared cores, two threads that wait for each other run slower than one)"""
 
     # --- 1. search on fresh training problems ------------------------------------------------------------
-    problems_per_iteration: int = 256
-    """fresh training problems searched per iteration (a new seeded stream each iteration)"""
+    problems_per_iteration: int = 128
+    """fresh training problems searched by MCTS per iteration (a new seeded stream each iteration)"""
     search: MCTSConfig = field(default_factory=train_search)
     """MCTS on the training problems"""
     oracle_orm: bool = True
     """on TRAINING problems only, the task's verifier replaces the ORM in the search (an oracle critic for
     data synthesis; rollouts graded by ground truth). Test problems never see references."""
-    rejection_samples: int = 8
+    rejection_samples: int = 4
     """whole solutions sampled per training problem from the current policy; the verified-correct ones join
-    the SFT set (rejection sampling, as in STaR / ReST-EM). MCTS keeps at most one trajectory per problem and
-    a weak policy's searches often find none; the policy's own correct samples multiply the data at the
-    cost of one batched sampling call, and they keep the SFT set on the policy's own distribution.
+    the SFT set (rejection sampling, as in STaR / ReST-EM). MCTS keeps at most one trajectory per problem, and
+    a fine-tuned small policy needs more rows than a search can afford: sampling costs a fraction of a search
+    per problem, so it covers more problems, and it keeps the SFT set on the policy's own distribution.
     0 turns it off (MCTS data only, as in the paper)"""
-    rejection_temperature: float = 1.0
-    """sampling temperature of the rejection samples"""
+    rejection_problems: int = 1536
+    """training problems rejection-sampled per iteration: the searched ones first, then more of the stream"""
+    rejection_temperature: float = 0.7
+    """sampling temperature of the rejection samples (cooler samples reach right answers through lucky
+    slips less often)"""
+    rejection_greedy: bool = True
+    """add the greedy solution to each problem's samples: when it is right it is the policy's most likely
+    right solution, the one the SFT set prefers"""
     max_new_tokens: int = 96
     """token budget of one whole solution (rejection samples and the evaluation's baselines)"""
     batch_problems: int = 64
@@ -78,28 +85,34 @@ class ImproveConfig:
     gamma: float = 0.9
     """ORM threshold of ``keep="orm"``; pairs then take solutions scored >= gamma as correct and
     <= 1 - gamma as wrong, and skip the rest"""
-    sft_per_problem: int = 2
-    """most distinct SFT completions kept per problem (the search's best first, then rejection samples)"""
+    sft_per_problem: int = 1
+    """most distinct SFT completions kept per problem (the search's best first, then the most likely correct
+    samples). One by default: where a task has one canonical solution (arith), a second distinct solution
+    with the right answer usually got there through compensating slips"""
     pairs_per_problem: int = 2
     """most preference pairs per tree (deepest branch point first: it isolates the wrong step)"""
 
     # --- 3. fine-tuning ----------------------------------------------------------------------------------
     finetune: Literal["sft+dpo", "sft", "dpo"] = "sft+dpo"
     """SFT on the kept trajectories then DPO on the pairs, or only one of them"""
-    sft_epochs: float = 2.0
+    sft_epochs: float = 3.0
     """passes over the SFT set"""
-    sft_lr: float = 3e-4
-    """SFT peak learning rate (linear decay)"""
-    sft_batch_size: int = 32
+    sft_lr: float = 5e-5
+    """SFT peak learning rate (linear decay). Small: the pretrained policy ends its cosine schedule near 0,
+    and a fresh Adam at 3e-4 kicks it out of its minimum (greedy accuracy drops even on reference data)"""
+    sft_batch_size: int = 64
     """SFT sequences per optimizer step"""
     dpo_epochs: float = 1.0
     """passes over the preference pairs"""
-    dpo_lr: float = 5e-5
+    dpo_lr: float = 1e-5
     """DPO peak learning rate (linear decay)"""
     dpo_batch_size: int = 16
     """DPO pairs per optimizer step"""
     dpo_beta: float = 0.1
     """DPO's beta: the strength of the pull towards the reference policy"""
+    dpo_sft_weight: float = 1.0
+    """weight of an NLL term on the chosen solutions added to the DPO loss (RPO); 0: plain DPO, which lowers
+    the chosen solutions' likelihood along with the rejected ones' and costs a small policy greedy accuracy"""
     dpo_reference: Literal["previous", "sft"] = "previous"
     """DPO's reference: the policy this iteration started from, or the policy right after SFT"""
 
@@ -117,8 +130,8 @@ class ImproveConfig:
     """evaluate on the first K problems of the fixed test split (None: all of it)"""
     sc_n: int = 8
     """samples of self-consistency"""
-    eval_temperature: float = 0.8
-    """sampling temperature of self-consistency"""
+    eval_temperature: float = 0.5
+    """sampling temperature of self-consistency (at 0.8 a small policy's votes fall below its greedy answer)"""
     eval_search: MCTSConfig = field(default_factory=eval_search)
     """MCTS on the test problems, guided by the current critics only"""
 
@@ -163,8 +176,9 @@ def check_config(cfg: ImproveConfig) -> None:
     for name, value in positive.items():
         if value < 1:
             raise QstarError(f"improve: {name} must be at least 1, got {value}")
-    if cfg.rejection_samples < 0 or cfg.pairs_per_problem < 0:
-        raise QstarError("improve: rejection_samples and pairs_per_problem cannot be negative")
+    if min(cfg.rejection_samples, cfg.rejection_problems, cfg.pairs_per_problem, cfg.dpo_sft_weight) < 0:
+        raise QstarError("improve: rejection_samples, rejection_problems, pairs_per_problem and dpo_sft_weight "
+                         "cannot be negative")
 
 
 def config_differences(saved: dict, wanted: dict) -> list[str]:

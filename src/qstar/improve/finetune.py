@@ -108,9 +108,13 @@ def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: fl
 
 
 def dpo(policy_dir: str | Path, reference_dir: str | Path, pairs: list[dict], out: str | Path, *,
-        epochs: float, lr: float, batch_size: int, beta: float, seed: int) -> dict:
+        epochs: float, lr: float, batch_size: int, beta: float, seed: int, sft_weight: float = 0.0) -> dict:
     """DPO on ``{"prompt", "chosen", "rejected"}`` pairs, starting from ``policy_dir`` with the frozen
-    ``reference_dir`` as the reference policy; saves the new policy into ``out``. No pairs: unchanged."""
+    ``reference_dir`` as the reference policy; saves the new policy into ``out``. No pairs: unchanged.
+
+    ``sft_weight`` > 0 adds that much of the chosen completions' negative log-likelihood to the loss (RPO,
+    as in iterative reasoning preference optimisation): plain DPO may lower the chosen solution's likelihood
+    along with the rejected one's, which a small policy pays for in greedy accuracy."""
     from qstar.models.load import load_causal_lm
 
     model, tokenizer = load_causal_lm(policy_dir)
@@ -122,9 +126,10 @@ def dpo(policy_dir: str | Path, reference_dir: str | Path, pairs: list[dict], ou
 
     reference, _ = load_causal_lm(reference_dir)
     with tempfile.TemporaryDirectory() as scratch, _quiet():
+        losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, sft_weight]} if sft_weight > 0 else {}
         args = DPOConfig(output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
                          learning_rate=lr, beta=beta, seed=seed, data_seed=seed, max_length=None,
-                         **TRAINER_DEFAULTS)
+                         **losses, **TRAINER_DEFAULTS)
         trainer = DPOTrainer(model=model.train(), ref_model=reference.eval(), args=args,
                              train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
         summary = _train(trainer)

@@ -39,6 +39,8 @@ from qstar.train.pretrain import write_json_atomic
 
 IMPROVE_STREAM = 7_000
 """offset of the training-problem streams (pretraining, critics and their reports use others)"""
+LOCK = ".lock"
+"""held by the process running the run"""
 CRITICS_WORK = ".critics.work"
 """the critics phase's work directory: kept across a kill, since the critics trainer resumes inside it"""
 
@@ -158,18 +160,38 @@ class Run:
     def open(self) -> None:
         """Create the run, or check that the existing one has the same configuration (then it resumes)."""
         file = self.out / "config.json"
+        if not file.is_file() and self.out.is_dir() and any(p.name != LOCK for p in self.out.iterdir()):
+            raise QstarError(f"{self.out} is not empty and holds no improve run (no config.json); "
+                             "choose a new --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock()
         wanted = self.cfg.to_dict()
         if file.is_file():
             diffs = config_differences(json.loads(file.read_text()), wanted)
             if diffs:
                 raise QstarError(f"{self.out} holds an improve run with another configuration ("
                                  + "; ".join(diffs) + "); rerun with its options or choose a new --out")
-        elif self.out.is_dir() and any(self.out.iterdir()):
-            raise QstarError(f"{self.out} is not empty and holds no improve run (no config.json); "
-                             "choose a new --out")
-        self.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(file, wanted)  # a grown ``iterations`` is recorded
         self._recover_log()
+
+    def _lock(self) -> None:
+        """Hold ``RUN/.lock`` while this Run lives, so two processes never run phases of one run at once (the
+        kernel drops the lock when its process dies, even by SIGKILL)."""
+        import fcntl
+
+        self._lock_file = open(self.out / LOCK, "w")  # held open: closing it drops the lock
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise QstarError(f"{self.out} is in use by another qstar improve process") from None
+
+    def close(self) -> None:
+        """Release the lock."""
+        lock = getattr(self, "_lock_file", None)
+        if lock is not None:
+            lock.close()
+            self._lock_file = None
 
     def log(self) -> list[dict]:
         file = self.out / "state.json"
@@ -221,8 +243,9 @@ class Run:
 
     def train_problems(self, k: int) -> list[Problem]:
         """Iteration ``k``'s fresh training problems: a new seeded stream (generated tasks), or the next
-        slice of the shuffled train split (data tasks)."""
-        n = self.cfg.problems_per_iteration
+        slice of the shuffled train split (data tasks). The search takes the first ones, sampling as many
+        as it is configured for."""
+        n = max(self.cfg.problems_per_iteration, self.cfg.rejection_problems)
         if "seed" in inspect.signature(self.task.problems).parameters:
             return self.task.problems("train", n, seed=IMPROVE_STREAM + 100 * self.cfg.seed + k)
         pool = list(self.task.problems("train"))
@@ -252,85 +275,107 @@ def _with_fallback(mcts_cfg, critics: Critics):
 
 
 def phase_search(run: Run, k: int, out: Path) -> dict:
-    """MCTS (and rejection samples) on fresh training problems; trees saved as JSONL."""
+    """MCTS on the iteration's first training problems and rejection samples on (usually more of) them;
+    ``trees.jsonl`` and ``samples.jsonl``."""
     from qstar.evaluate import evaluate
-    from qstar.search.baselines import SampleConfig, sample
     from qstar.search.mcts import mcts
 
     cfg, task = run.cfg, run.task
     problems = run.train_problems(k)
+    searched, sampled = problems[: cfg.problems_per_iteration], problems[: cfg.rejection_problems]
     policy, critics = run.policy(k - 1), run.load_critics(k - 1)
     if cfg.oracle_orm:
-        critics = replace(critics, orm=OracleORM(task, problems))
+        critics = replace(critics, orm=OracleORM(task, searched))
     mcfg = _with_fallback(replace(cfg.search, seed=run.seed(k)), critics)
-    results = evaluate(problems, task, policy, critics, mcts, mcfg, cfg.batch_problems, run.progress)
-    samples: list[list[str]] = [[] for _ in problems]
+    results = evaluate(searched, task, policy, critics, mcts, mcfg, cfg.batch_problems, run.progress)
+    _write_jsonl(out / "trees.jsonl", [{"id": p.id, "tree": r.tree.to_dict()}
+                                       for p, r in zip(searched, results, strict=True)])
+    summary = {"searched": len(searched), "sampled": len(sampled) if cfg.rejection_samples else 0,
+               "oracle_orm": cfg.oracle_orm,
+               "search_accuracy": _share(task, searched, [[r.trajectory.text] for r in results]),
+               "search_pass": _share(task, searched, [[c.text for c in r.candidates] for r in results])}
     if cfg.rejection_samples:
-        scfg = SampleConfig(n=cfg.rejection_samples, temperature=cfg.rejection_temperature,
-                            max_new_tokens=cfg.max_new_tokens, seed=run.seed(k))
-        drawn = evaluate(problems, task, policy, Critics(), sample, scfg, cfg.batch_problems, run.progress)
-        samples = [[c.text for c in r.candidates] for r in drawn]
-    _write_jsonl(out / "trees.jsonl", [{"id": p.id, "tree": r.tree.to_dict(), "samples": s}
-                                       for p, r, s in zip(problems, results, samples, strict=True)])
-    correct = [task.is_correct(r.trajectory.text, p) for p, r in zip(problems, results, strict=True)]
-    found = [any(task.is_correct(c.text, p) for c in r.candidates) for p, r in zip(problems, results, strict=True)]
-    sampled = [any(task.is_correct(t, p) for t in s) for p, s in zip(problems, samples, strict=True)]
-    n = len(problems)
-    return {"problems": n, "search_accuracy": sum(correct) / n, "search_pass": sum(found) / n,
-            "samples_pass": sum(sampled) / n, "oracle_orm": cfg.oracle_orm}
+        drawn = _rejection_samples(run, k, policy, sampled)
+        _write_jsonl(out / "samples.jsonl", [{"id": p.id, "samples": [[t.text, t.logprob] for t in ts]}
+                                             for p, ts in zip(sampled, drawn, strict=True)])
+        summary["samples_pass"] = _share(task, sampled, [[t.text for t in ts] for ts in drawn])
+    return summary
 
 
-def _searched(run: Run, k: int):
-    """The search phase's problems, trees and samples, read back from disk."""
+def _rejection_samples(run: Run, k: int, policy, problems: list[Problem]) -> list[list]:
+    """``rejection_samples`` whole solutions per problem, after the greedy one with ``rejection_greedy``."""
+    from qstar.evaluate import evaluate
+    from qstar.search.baselines import SampleConfig, greedy, sample
+
+    cfg = run.cfg
+    scfg = SampleConfig(n=cfg.rejection_samples, temperature=cfg.rejection_temperature,
+                        max_new_tokens=cfg.max_new_tokens, seed=run.seed(k))
+    drawn = [r.candidates for r in evaluate(problems, run.task, policy, Critics(), sample, scfg,
+                                            cfg.batch_problems, run.progress)]
+    if cfg.rejection_greedy:
+        modes = evaluate(problems, run.task, policy, Critics(), greedy, scfg, cfg.batch_problems, run.progress)
+        drawn = [[m.trajectory, *ts] for m, ts in zip(modes, drawn, strict=True)]
+    return drawn
+
+
+def _share(task: Task, problems: list[Problem], solutions: list[list[str]]) -> float:
+    """The share of problems with at least one correct solution."""
+    ok = [any(task.is_correct(t, p) for t in ts) for p, ts in zip(problems, solutions, strict=True)]
+    return sum(ok) / max(len(ok), 1)
+
+
+def _searched(run: Run, k: int) -> list:
+    """The search phase's outputs read back: one Searched per problem (labels still empty), in stream order."""
+    from qstar.improve.synthesise import Searched
     from qstar.search.tree import Tree
 
-    problems = {p.id: p for p in run.train_problems(k)}
-    with open(run.path(Step(k, "search")) / "trees.jsonl") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [(problems[r["id"]], Tree.from_dict(r["tree"]), r["samples"]) for r in rows]
+    folder = run.path(Step(k, "search"))
+    trees = {r["id"]: Tree.from_dict(r["tree"]) for r in _read_jsonl(folder / "trees.jsonl")}
+    samples = {r["id"]: r["samples"] for r in _read_jsonl(folder / "samples.jsonl")} if (
+        folder / "samples.jsonl").is_file() else {}
+    return [(p, Searched(run.task.prompt(p), trees.get(p.id), samples=[t for t, _ in samples.get(p.id, [])],
+                         sample_logprobs=[lp for _, lp in samples.get(p.id, [])]))
+            for p in run.train_problems(k) if p.id in trees or p.id in samples]
 
 
-def _labels(run: Run, k: int, searched) -> list[tuple[dict, list]]:
-    """Labels of every finished leaf and sample: the verifier's, or the trained ORM's with threshold gamma."""
+def _label(run: Run, k: int, searched: list) -> None:
+    """Label every finished leaf and sample: by the verifier, or by the trained ORM with threshold gamma."""
     from qstar.improve.synthesise import label_leaves, orm_label
 
     task, cfg = run.task, run.cfg
     if cfg.keep == "verified":
-        return [(label_leaves(tree, lambda t, p=p: task.is_correct(t, p)), [task.is_correct(s, p) for s in ss])
-                for p, tree, ss in searched]
+        for p, item in searched:
+            if item.tree is not None:
+                item.labels = label_leaves(item.tree, lambda t, p=p: task.is_correct(t, p))
+            item.sample_labels = [task.is_correct(t, p) for t in item.samples]
+        return
     orm = run.load_critics(k - 1).orm
     if orm is None:
         raise QstarError("improve: keep='orm' needs a trained ORM among the critics")
     questions, texts, owners = [], [], []
-    for j, (p, tree, ss) in enumerate(searched):
-        for i in tree.terminal_leaves():
-            questions.append(p.question), texts.append(tree.steps(i)), owners.append((j, "leaf", i))
-        for i, s in enumerate(ss):
-            questions.append(p.question), texts.append([s]), owners.append((j, "sample", i))
+    for p, item in searched:
+        item.sample_labels = [None] * len(item.samples)
+        for i in item.tree.terminal_leaves() if item.tree is not None else []:
+            questions.append(p.question), texts.append(item.tree.steps(i)), owners.append((item.labels, i))
+        for i, t in enumerate(item.samples):
+            questions.append(p.question), texts.append([t]), owners.append((item.sample_labels, i))
     scores = orm.score(questions, texts) if texts else []
-    out = [({}, [None] * len(ss)) for _, _, ss in searched]
-    for (j, kind, i), score in zip(owners, scores, strict=True):
-        if kind == "leaf":
-            out[j][0][i] = orm_label(score, cfg.gamma)
-        else:
-            out[j][1][i] = orm_label(score, cfg.gamma)
-    return out
+    for (labels, i), score in zip(owners, scores, strict=True):
+        labels[i] = orm_label(score, cfg.gamma)
 
 
 def phase_synthesise(run: Run, k: int, out: Path) -> dict:
-    """SFT rows and preference pairs from the search, as TRL-format JSONL."""
-    from qstar.improve.synthesise import Searched, synthesise
+    """SFT rows and preference pairs from the search and the samples, as TRL-format JSONL."""
+    from qstar.improve.synthesise import synthesise
 
     searched = _searched(run, k)
-    labels = _labels(run, k, searched)
-    items = [Searched(run.task.prompt(p), tree, leaf_labels, ss, sample_labels)
-             for (p, tree, ss), (leaf_labels, sample_labels) in zip(searched, labels, strict=True)]
-    data = synthesise(items, run.cfg.sft_per_problem, run.cfg.pairs_per_problem)
+    _label(run, k, searched)
+    data = synthesise([item for _, item in searched], run.cfg.sft_per_problem, run.cfg.pairs_per_problem)
     _write_jsonl(out / "sft.jsonl", data.sft)
     _write_jsonl(out / "pairs.jsonl", data.pairs)
     summary = data.summary()
     if run.cfg.keep == "orm":  # how often the ORM's choice was right, by the verifier
-        by_prompt = {run.task.prompt(p): p for p, _, _ in searched}
+        by_prompt = {item.prompt: p for p, item in searched}
         ok = [run.task.is_correct(r["completion"], by_prompt[r["prompt"]]) for r in data.sft]
         summary["kept_correct"] = sum(ok) / len(ok) if ok else None
     return summary
@@ -364,7 +409,7 @@ def phase_dpo(run: Run, k: int, out: Path) -> dict:
     reference = run.policy_dir(k - 1) if cfg.dpo_reference == "previous" else start
     pairs = _read_jsonl(run.path(Step(k, "synthesise")) / "pairs.jsonl")
     return dpo(start, reference, pairs, out, epochs=cfg.dpo_epochs, lr=cfg.dpo_lr, batch_size=cfg.dpo_batch_size,
-               beta=cfg.dpo_beta, seed=run.seed(k))
+               beta=cfg.dpo_beta, seed=run.seed(k), sft_weight=cfg.dpo_sft_weight)
 
 
 def phase_critics(run: Run, k: int, out: Path) -> dict:
@@ -434,10 +479,10 @@ def run_improve(cfg: ImproveConfig, out: str | Path, *, backend: CriticsBackend 
 
     check_config(cfg)
     run = Run(cfg, out, backend, hook, progress)
-    run.open()
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
+        run.open()
         with _no_loading_bars():
             for step in plan(cfg):
                 if run.done(step):
@@ -445,9 +490,10 @@ def run_improve(cfg: ImproveConfig, out: str | Path, *, backend: CriticsBackend 
                 run.execute(step)
                 if step.phase == "eval":
                     write_report(run)
+        results = write_report(run)
     finally:
         torch.set_num_threads(threads)
-    results = write_report(run)
+        run.close()
     if progress:
         print("\n" + format_rows(results["rows"], title=f"qstar improve: {cfg.task} ({run.out})"))
         print(f"\nresults: {run.out / 'results.json'}\nplot: {run.out / 'progress.png'}")
@@ -470,9 +516,11 @@ def run_improve_demo(out: str | Path, quick: bool = False) -> dict:
 
 DEMO_PRETRAIN = {"steps": 600}
 """pretraining of the demo's starting policy (shorter than the default: the demo has about 15 minutes)"""
-DEMO = {"iterations": 3, "problems_per_iteration": 128, "eval_limit": 100}
+DEMO = {"iterations": 2, "problems_per_iteration": 32, "rejection_problems": 512, "eval_limit": 100,
+        "critic_options": {"problems": 32, "steps": 30, "report_problems": 0}}
 """the demo loop's sizes"""
-QUICK_DEMO = {"iterations": 1, "problems_per_iteration": 4, "eval_limit": 4, "sc_n": 2, "rejection_samples": 2,
+QUICK_DEMO = {"iterations": 1, "problems_per_iteration": 4, "rejection_problems": 4, "eval_limit": 4, "sc_n": 2,
+              "rejection_samples": 2,
               "critic_options": {"problems": 4, "steps": 3, "batch_size": 8, "warmup_steps": 0,
                                  "report_problems": 0, "data": {"samples_per_problem": 2, "rollouts": 1}}}
 """a smoke-test size"""

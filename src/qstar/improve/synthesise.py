@@ -4,7 +4,9 @@ Per problem the synthesis sees the MCTS tree, a label for each finished solution
 or unsure), and optionally the policy's own whole-solution samples with their labels:
 
 - SFT (TRL's ``prompt`` / ``completion``): the tree's best finished solution by critic score (its mean
-  backed-up value) when it is labelled correct, then distinct correct samples, up to a cap per problem;
+  backed-up value) when it is labelled correct, then distinct correct samples, most likely under the policy
+  first (a sample that reached the right answer through an unlikely slip is the least trustworthy), up to a
+  cap per problem;
 - DPO (TRL's ``prompt`` / ``chosen`` / ``rejected``): at a node where the tree branches, a correct solution
   under one child and a wrong one under a sibling. The prompt is the task prompt plus the shared prefix,
   so the pair differs from its first step on and the preference points at the step where they diverge
@@ -28,14 +30,16 @@ class Searched:
 
     prompt: str
     """the task's prompt for the problem (the text the policy continues)"""
-    tree: Tree
-    """the MCTS tree"""
-    labels: dict[int, Label]
+    tree: Tree | None
+    """the MCTS tree (None: the problem was only sampled)"""
+    labels: dict[int, Label] = field(default_factory=dict)
     """label of every finished leaf of ``tree``, by node index"""
     samples: list[str] = field(default_factory=list)
     """the policy's own whole solutions (rejection sampling), in sampling order"""
     sample_labels: list[Label] = field(default_factory=list)
     """label of each sample"""
+    sample_logprobs: list[float] | None = None
+    """the policy's log-probability of each sample (None: keep sampling order)"""
 
 
 @dataclass
@@ -91,10 +95,12 @@ def best_leaf(tree: Tree) -> int | None:
 
 def sft_completions(item: Searched, per_problem: int) -> tuple[list[str], bool]:
     """Distinct correct completions of one problem (the search's best first); and whether that best was kept."""
-    best = best_leaf(item.tree)
+    best = best_leaf(item.tree) if item.tree is not None else None
     from_search = best is not None and item.labels.get(best) is True
     texts = ["".join(item.tree.steps(best))] if from_search else []
-    texts += [s for s, ok in zip(item.samples, item.sample_labels, strict=True) if ok is True]
+    logprobs = item.sample_logprobs or [0.0] * len(item.samples)
+    good = [(s, lp) for s, ok, lp in zip(item.samples, item.sample_labels, logprobs, strict=True) if ok is True]
+    texts += [s for s, _ in sorted(good, key=lambda g: -g[1])]  # stable: ties keep sampling order
     return list(dict.fromkeys(texts))[:per_problem], from_search
 
 
@@ -158,5 +164,6 @@ def synthesise(items: list[Searched], sft_per_problem: int, pairs_per_problem: i
         out.kept_search += from_search
         out.kept_samples += len(completions) - from_search
         out.sft += [{"prompt": item.prompt, "completion": c} for c in completions]
-        out.pairs += preference_pairs(item, pairs_per_problem)
+        if item.tree is not None:
+            out.pairs += preference_pairs(item, pairs_per_problem)
     return out
