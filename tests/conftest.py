@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Tiny models gain nothing from intra-op threads, and on a busy 2-core machine OpenMP spin-waits make two
+# threads many times slower than one. Subprocess CLI tests inherit this too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
