@@ -79,6 +79,9 @@ def test_a_run_writes_rows_plot_state_and_trl_data(reference):
     pairs = [json.loads(line) for line in open(data / "pairs.jsonl")]
     assert len(sft) == row["kept"] and all(set(r) == {"prompt", "completion"} for r in sft)
     assert len(pairs) == row["pairs"] and all(set(p) == {"prompt", "chosen", "rejected"} for p in pairs)
+    search = json.loads((reference / "iter-01" / "search" / "summary.json").read_text())
+    assert (search["searched"], search["sampled"]) == (4, 6)  # sampling reaches past the searched problems
+    assert len({r["prompt"] for r in sft}) == len(sft)  # one completion per problem (sft_per_problem=1)
     assert all(n[1] == 1 for n in starts_and_dones(reference).values())
     assert not [p for p in reference.rglob(".*") if p.name not in (".critics.work", ".lock")]  # no temporaries
 
@@ -183,3 +186,29 @@ def test_static_critics_and_sft_only_plans(char_model_dir):
                                        "iter-01/critics", "iter-01/eval"]
     run = Run(tiny_config(char_model_dir, retrain_critics=False), "/unused")
     assert run.critics_dir(3) == run.path(Step(0, "critics"))
+
+
+class RuleORM:
+    """A trained ORM stand-in: sure of the coin task's rule for letters, unsure about everything else."""
+
+    name = "orm"
+
+    def score(self, questions: list[str], steps: list[list[str]]) -> list[float]:
+        texts = ["".join(s) for s in steps]
+        return [0.5 if not t[:1].isalpha() else 0.95 if ord(t[0]) % 2 == 0 else 0.02 for t in texts]
+
+
+def test_keep_by_orm_threshold_needs_no_ground_truth(char_model_dir, tmp_path):
+    from qstar.improve.loop import CriticsBackend
+    from qstar.search.common import Critics
+
+    backend = CriticsBackend(train=fake_backend().train, load=lambda path: Critics(orm=RuleORM()))
+    stop = next(s for s in plan(tiny_config(char_model_dir)) if s.phase == "sft")
+    with pytest.raises(Kill):
+        run_improve(tiny_config(char_model_dir, keep="orm", gamma=0.9), tmp_path / "run", backend=backend,
+                    hook=killer(stop, "start"), progress=False)
+    data = tmp_path / "run" / "iter-01" / "synthesise"
+    summary = json.loads((data / "summary.json").read_text())
+    sft = [json.loads(line) for line in open(data / "sft.jsonl")]
+    assert sft and all(r["completion"][0].isalpha() and ord(r["completion"][0]) % 2 == 0 for r in sft)
+    assert summary["kept_correct"] == 1.0  # the verifier agrees with every row the ORM kept

@@ -125,3 +125,12 @@ def test_equal_final_scores_are_settled_by_the_step_critics():
         leaf.evaluation = 1.0
         tree.add(parent, leaf)
     assert "".join(tree.steps(best_leaf(tree))) == "3+5=8\n#### 8"
+
+
+def test_the_most_likely_correct_sample_comes_first():
+    samples = ["3+5=8\n#### 8", "5+3=8\n#### 8", "3+5=7\n#### 7"]
+    item = Searched(PROMPT, None, samples=samples, sample_labels=[True, True, False],
+                    sample_logprobs=[-9.0, -2.0, -0.5])
+    data = synthesise([item], sft_per_problem=1, pairs_per_problem=2)
+    assert data.sft == [{"prompt": PROMPT, "completion": "5+3=8\n#### 8"}] and data.pairs == []
+    assert (data.kept_search, data.kept_samples) == (0, 1)

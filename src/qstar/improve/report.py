@@ -35,7 +35,7 @@ def format_rows(rows: list[dict], title: str = "") -> str:
     """The on-screen table: accuracy of each method, data kept and wall time, per iteration."""
     n = rows[0]["eval"]["greedy"]["n_problems"] if rows else 0
     head = (f"{'iter':>4} {'greedy':>7} {'self-cons.':>10} {'MCTS':>7} {'kept (search)':>14} {'pairs':>6}"
-            f" {'wall s':>7}")
+            f" {'wall s':>7}")  # kept: SFT rows; (search): how many of them the MCTS trees gave
     lines = ([title] if title else []) + [f"accuracy on {n} test problems", head, "-" * len(head)]
     for r in rows:
         kept = "-" if r["kept"] is None else f"{r['kept']} ({r['kept_search']})"
@@ -45,7 +45,7 @@ def format_rows(rows: list[dict], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def plot_progress(rows: list[dict], path: Path, title: str = "") -> Path:
+def plot_progress(rows: list[dict], path: Path, title: str = "", labels: dict | None = None) -> Path:
     """Accuracy by iteration for each method, written atomically (a temporary file, then a rename)."""
     import matplotlib
 
@@ -53,7 +53,7 @@ def plot_progress(rows: list[dict], path: Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for key, label in METHODS.items():
+    for key, label in {**METHODS, **(labels or {})}.items():
         ax.plot([r["iteration"] for r in rows], [r[key] for r in rows], marker="o", label=label)
     ax.set_xlabel("iteration (0 = starting policy)")
     ax.set_ylabel("test accuracy")
@@ -83,5 +83,7 @@ def write_report(run) -> dict:
     }
     write_json_atomic(run.out / "results.json", results)
     if rows:
-        plot_progress(rows, run.out / "progress.png", title=f"qstar improve: {run.cfg.task}")
+        static = ", static critics" if not run.cfg.retrain_critics else ""
+        plot_progress(rows, run.out / "progress.png", title=f"qstar improve: {run.cfg.task}{static}",
+                      labels={"self_consistency": f"self-consistency@{run.cfg.sc_n}"})
     return results
