@@ -1,39 +1,43 @@
-"""``qstar demo``: the end-to-end demo on the built-in default task.
+"""``qstar demo`` (the README's ``make demo``): the self-improvement loop end to end on the built-in task.
 
-Uses the shipped default policy (``qstar pretrain`` with the default configuration takes longer
-than a demo should; ``--pretrain`` retrains it from scratch, resuming if killed), then evaluates the
-baselines on the fixed arith test split and prints one table.
+Starts from the shipped default policy (``qstar pretrain`` with the default configuration; reproduce it
+with the command in its README, or pass ``--pretrain`` to retrain it here first, resuming if killed),
+trains its critics, then runs two iterations of search -> synthesise -> SFT + DPO -> retrain critics ->
+evaluate (greedy, self-consistency and MCTS on held-out test problems), at a size that finishes in about
+15 minutes on two CPU cores. Killed at any moment, the same command continues where it stopped.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from qstar.evaluate import EvalConfig, format_table, run_eval
 from qstar.models.load import DEFAULT_POLICY
-from qstar.train.pretrain import PretrainConfig, pretrain, write_json_atomic
+
+DEMO = {"iterations": 2, "problems_per_iteration": 32, "rejection_problems": 512, "eval_limit": 100,
+        "critic_options": {"problems": 32, "steps": 30, "report_problems": 0}}
+"""the demo loop's sizes (the rest is :class:`qstar.improve.config.ImproveConfig`'s defaults)"""
+QUICK = {"iterations": 1, "problems_per_iteration": 4, "rejection_problems": 4, "eval_limit": 4, "sc_n": 2,
+         "rejection_samples": 2,
+         "critic_options": {"problems": 4, "steps": 3, "batch_size": 8, "warmup_steps": 0,
+                            "report_problems": 0, "data": {"samples_per_problem": 2, "rollouts": 1}}}
+"""a smoke-test size (``--quick``), on a policy pretrained for a few steps"""
 
 
 def run_demo(out: str | Path, quick: bool = False, retrain: bool = False) -> dict:
+    """Pretrain if asked (``--pretrain``, or ``--quick``), then run the demo-sized loop into ``out``."""
+    from qstar.improve.config import ImproveConfig
+    from qstar.improve.loop import run_improve
+    from qstar.train.pretrain import PretrainConfig, pretrain
+
     out = Path(out)
     policy_dir = out / "policy" if (quick or retrain) else DEFAULT_POLICY
-    cfg = PretrainConfig(steps=20, save_every=10) if quick else PretrainConfig()
     if policy_dir == DEFAULT_POLICY:
-        print(f"== using the shipped default policy {policy_dir} (see its README.md to reproduce it)")
+        print(f"== starting from the shipped default policy {policy_dir} (its README.md says how to reproduce it)")
     elif not (policy_dir / "pretrain_summary.json").is_file():
-        resume = (policy_dir / "pretrain_config.json").is_file()
-        print(f"== pretraining the default policy ({cfg.steps} steps) -> {policy_dir}")
-        pretrain(cfg, policy_dir, resume=resume)
-    limit, n = (8, 4) if quick else (None, 16)
-    rows = []
-    for method in ("greedy", "sample", "self-consistency"):
-        print(f"== evaluating {method}")
-        ecfg = EvalConfig(model=str(policy_dir), method=method, n=n, limit=limit)
-        report = run_eval(ecfg, out / method)
-        rows.append({"name": method if method == "greedy" else f"{method}@{n}", **report})
-    table = format_table(rows, title=f"qstar demo: default policy on arith ({rows[0]['summary']['n_problems']} test problems)")
-    print("\n" + table)
-    summary = {r["name"]: r["summary"] for r in rows}
-    write_json_atomic(out / "results.json", {"pretrain": cfg.to_dict(), "methods": summary})
-    print(f"\nresults: {out / 'results.json'}")
-    return summary
+        pcfg = PretrainConfig(steps=20, save_every=10) if quick else PretrainConfig()
+        print(f"== pretraining the default policy ({pcfg.steps} steps) -> {policy_dir}")
+        pretrain(pcfg, policy_dir, resume=(policy_dir / "pretrain_config.json").is_file())
+    policy = "default" if policy_dir == DEFAULT_POLICY else str(policy_dir.resolve())
+    cfg = ImproveConfig(policy=policy, **(QUICK if quick else DEMO))
+    print(f"== self-improvement: {cfg.iterations} iterations -> {out / 'improve'}")
+    return run_improve(cfg, out / "improve")

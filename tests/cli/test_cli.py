@@ -121,9 +121,11 @@ def test_pretrain_command(tmp_path):
 def test_demo_quick(tmp_path):
     proc = qstar("demo", "--quick", "--out", str(tmp_path / "demo"), timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert "qstar demo" in proc.stdout
-    res = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert {"greedy", "sample@4", "self-consistency@4"} <= set(res["methods"])
+    assert "qstar improve: arith" in proc.stdout and "progress.png" in proc.stdout.splitlines()[-1]
+    res = json.loads((tmp_path / "demo" / "improve" / "results.json").read_text())
+    assert [r["iteration"] for r in res["rows"]] == [0, 1]
+    assert all(0 <= r[m] <= 1 for r in res["rows"] for m in ("greedy", "self_consistency", "mcts"))
+    assert (tmp_path / "demo" / "improve" / "progress.png").stat().st_size > 0
 
 
 def test_search_and_view(tmp_path, char_model_dir):

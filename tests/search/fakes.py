@@ -86,7 +86,7 @@ class FakePolicy:
         return [self._new(None, p, ()) for p in prompts]
 
     def extend(self, states, n, *, temperature=1.0, until="step", max_new_tokens=256, seed=None):
-        self.calls.append({"states": len(states), "n": n, "until": until, "seed": seed})
+        self.calls.append({"states": len(states), "n": n, "until": until, "seed": seed, "temperature": temperature})
         self._cost.model_calls += 1
         rng = random.Random(seed)
         out = []

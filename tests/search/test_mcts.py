@@ -136,7 +136,7 @@ def test_importance_of_inner_node_and_root():
 
 
 def test_widths_in_a_run_follow_importance_and_nodes_widen():
-    cfg = MCTSConfig(n_simulations=10, c_min=1, c_max=3, alpha=4.0, merge_threshold=0.0, seed=1)
+    cfg = MCTSConfig(n_simulations=10, c_min=1, c_max=3, alpha=4.0, merge_threshold=0.0, seed=1, greedy_first=False)
     results, _, _ = run(cfg)
     widened = []
     for r in results:
@@ -168,7 +168,7 @@ def test_edit_distance_and_near_duplicate():
 def expand_root(threshold: float, seed: int = 3):
     task, policy = FakeTask([[3, 5, 4]]), FakePolicy()
     tree = Tree([Node(width=4, state=policy.root([task.prompt(task.problems()[0])])[0])])
-    cfg = MCTSConfig(merge_threshold=threshold, temperature=1.0, max_resamples=2)
+    cfg = MCTSConfig(merge_threshold=threshold, temperature=1.0, max_resamples=2, greedy_first=False)
     new = expand([tree], [(0, 0)], task, policy, cfg, step_seeds(seed, 0))
     return tree, [i for _, i in new], policy
 
@@ -224,7 +224,7 @@ def test_same_seed_same_tree_other_seed_other_tree():
 
 
 def test_golden_tree_for_seed_0():
-    (r,), _, _ = run(MCTSConfig(n_simulations=6, seed=0), rows=[[3, 5, 4]])
+    (r,), _, _ = run(MCTSConfig(n_simulations=6, seed=0, greedy_first=False), rows=[[3, 5, 4]])
     root = r.tree.nodes[0]
     summary = [
         (r.tree.nodes[c].text, r.tree.nodes[c].visits, round(r.tree.nodes[c].value_sum, 6))
@@ -233,6 +233,32 @@ def test_golden_tree_for_seed_0():
     assert summary == [("3+5=8.\n", 5, 2.9), ("3+5=9\n", 3, 0.3), ("3+5=7\n", 3, 0.3)]
     assert root.n_merged == 1 and len(r.tree.nodes) == 12
     assert r.tree.chosen == [0, 1, 4, 11] and r.answer == "12"
+
+
+def test_greedy_first_puts_the_greedy_step_first_in_every_node():
+    task, policy = FakeTask(), FakePolicy()
+    problems = task.problems()
+    results = mcts(problems, task, policy, ORACLE, MCTSConfig(n_simulations=8, leaves_per_step=2))
+    greedy_texts = [r.trajectory.text for r in greedy(problems, task, FakePolicy(), Critics(), SampleConfig())]
+    for r, text in zip(results, greedy_texts, strict=True):
+        path, node = [], 0  # following first children from the root spells greedy's solution
+        while r.tree.nodes[node].children:
+            node = r.tree.nodes[node].children[0]
+            path.append(r.tree.nodes[node].text)
+        assert text.startswith("".join(path))
+    greedy_calls = [c for c in policy.calls if c["temperature"] == 0.0]
+    assert greedy_calls and all(c["n"] == 1 for c in greedy_calls)
+
+
+def test_greedy_first_without_an_informative_critic_answers_like_greedy():
+    task = FakeTask()
+    problems = task.problems()
+    flat = Critics(value=ConstantCritic())
+    want = [r.answer for r in greedy(problems, task, FakePolicy(), Critics(), SampleConfig())]
+    got, _, _ = run(MCTSConfig(n_simulations=12), critics=flat)
+    assert [r.answer for r in got] == want
+    sampled, _, _ = run(MCTSConfig(n_simulations=12, greedy_first=False, seed=2), critics=flat)
+    assert [r.answer for r in sampled] != want  # without it, a flat critic leaves the answer to chance
 
 
 def test_extend_calls_are_batched_across_problems_and_leaves():

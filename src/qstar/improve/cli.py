@@ -57,11 +57,8 @@ def config_from_args(a: argparse.Namespace):
 
 
 def cmd_improve(a: argparse.Namespace) -> None:
-    from qstar.improve.loop import run_improve, run_improve_demo
+    from qstar.improve.loop import run_improve
 
-    if a.demo:
-        run_improve_demo(a.out)
-        return
     run_improve(config_from_args(a), a.out, progress=not a.quiet)
 
 
@@ -90,6 +87,5 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of problems, samplers and trainers")
     p.add_argument("--options", type=_json_dict, default={}, help="JSON object of further ImproveConfig fields")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument("--demo", action="store_true", help="pretrain a policy into --out, then improve it (README)")
     p.set_defaults(func=cmd_improve)
     return p

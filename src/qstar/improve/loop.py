@@ -147,7 +147,7 @@ class Run:
         from qstar.models.load import resolve_model_dir
 
         if k == 0:
-            return resolve_model_dir(self.cfg.policy)
+            return resolve_model_dir(self.cfg.policy, self.cfg.task)  # "default": the shipped one for the task
         return self.path(Step(k, "dpo" if self.cfg.dpo else "sft"))
 
     def critics_dir(self, k: int) -> Path:
@@ -498,29 +498,3 @@ def run_improve(cfg: ImproveConfig, out: str | Path, *, backend: CriticsBackend 
         print("\n" + format_rows(results["rows"], title=f"qstar improve: {cfg.task} ({run.out})"))
         print(f"\nresults: {run.out / 'results.json'}\nplot: {run.out / 'progress.png'}")
     return results
-
-
-def run_improve_demo(out: str | Path, quick: bool = False) -> dict:
-    """The README demo: pretrain the default tiny policy (resuming a killed run), then self-improve it."""
-    from qstar.train.pretrain import PretrainConfig, pretrain
-
-    out = Path(out)
-    policy_dir = out / "policy"
-    pcfg = PretrainConfig(steps=20, save_every=10) if quick else PretrainConfig(**DEMO_PRETRAIN)
-    if not (policy_dir / "pretrain_summary.json").is_file():
-        print(f"== pretraining the default policy ({pcfg.steps} steps) -> {policy_dir}")
-        pretrain(pcfg, policy_dir, resume=(policy_dir / "pretrain_config.json").is_file())
-    cfg = ImproveConfig(policy=str(policy_dir.resolve()), **(QUICK_DEMO if quick else DEMO))
-    return run_improve(cfg, out / "improve")
-
-
-DEMO_PRETRAIN = {"steps": 600}
-"""pretraining of the demo's starting policy (shorter than the default: the demo has about 15 minutes)"""
-DEMO = {"iterations": 2, "problems_per_iteration": 32, "rejection_problems": 512, "eval_limit": 100,
-        "critic_options": {"problems": 32, "steps": 30, "report_problems": 0}}
-"""the demo loop's sizes"""
-QUICK_DEMO = {"iterations": 1, "problems_per_iteration": 4, "rejection_problems": 4, "eval_limit": 4, "sc_n": 2,
-              "rejection_samples": 2,
-              "critic_options": {"problems": 4, "steps": 3, "batch_size": 8, "warmup_steps": 0,
-                                 "report_problems": 0, "data": {"samples_per_problem": 2, "rollouts": 1}}}
-"""a smoke-test size"""

@@ -60,6 +60,11 @@ class MCTSConfig:
     """exploration constant (PUCT's c_puct, UCT's c)"""
     temperature: float = 0.8
     """sampling temperature of expansions"""
+    greedy_first: bool = True
+    """the first option of every node is the policy's greedy step (the rest are sampled): the tree always
+    holds the greedy solution's path, and with PUCT's prior it is tried first, so search departs from what
+    greedy decoding answers only where the critics rate another branch higher. False: all sampled
+    (AlphaLLM); a small policy's samples are often worse than its greedy step"""
     max_option_tokens: int = 256
     """token budget of one option"""
     max_depth: int = 12
@@ -250,11 +255,20 @@ def add_option(tree: Tree, parent: int, option: Option, task: Task, width: int =
 
 
 def _sample(
-    policy: Policy, states: list, counts: list[int], cfg: MCTSConfig, seeds: Seeds
+    policy: Policy, states: list, counts: list[int], cfg: MCTSConfig, seeds: Seeds,
+    greedy: list[bool] | None = None,
 ) -> list[list[Option]]:
-    """``counts[r]`` options of ``states[r]``: one extend call per distinct count, every tree in it."""
+    """``counts[r]`` options of ``states[r]``: one extend call per distinct count, every tree in it. Rows
+    with ``greedy[r]`` get the greedy option first (one extra batched call at temperature 0)."""
     out: list[list[Option]] = [[] for _ in states]
-    for n in sorted(set(counts)):
+    counts = list(counts)
+    first = [r for r, c in enumerate(counts) if c and greedy and greedy[r]]
+    if first:
+        got = policy.extend([states[r] for r in first], 1, temperature=0.0, until="step",
+                            max_new_tokens=cfg.max_option_tokens, seed=seeds())
+        for r, options in zip(first, got, strict=True):
+            out[r], counts[r] = list(options), counts[r] - 1
+    for n in sorted(set(counts) - {0}):
         rows = [r for r, c in enumerate(counts) if c == n]
         got = policy.extend(
             [states[r] for r in rows],
@@ -265,7 +279,7 @@ def _sample(
             seed=seeds(),
         )
         for r, options in zip(rows, got, strict=True):
-            out[r] = options
+            out[r] += options
     return out
 
 
@@ -309,7 +323,8 @@ def expand(
     """Give every ``(tree, node)`` in ``leaves`` the options it wants; returns the new ``(tree, node)`` pairs."""
     nodes = [trees[t].nodes[i] for t, i in leaves]
     parents = [n.state for n in nodes]
-    samples = _sample(policy, parents, [wanted(n, cfg) for n in nodes], cfg, seeds)
+    first = [cfg.greedy_first and not n.children and not n.n_merged for n in nodes]
+    samples = _sample(policy, parents, [wanted(n, cfg) for n in nodes], cfg, seeds, greedy=first)
     siblings = [[trees[t].nodes[c].text for c in n.children] for (t, _), n in zip(leaves, nodes, strict=True)]
     kept, merged = _merge(parents, siblings, samples, policy, cfg, seeds)
     new = []
