@@ -17,7 +17,7 @@ class EvalConfig:
     """One evaluation; saved in ``results.json`` so the figure can be reproduced."""
 
     model: str = "default"
-    """policy directory (any Hugging Face causal LM saved on disk), or "default" for the shipped one"""
+    """policy directory (any Hugging Face causal LM saved on disk), or "default" for the shipped one for the task"""
     task: str = "arith"
     """task name"""
     data: str | None = None
@@ -191,7 +191,7 @@ def load_policy(model: str, task: Task, **options):
     from qstar.models.hf_policy import HFPolicy
     from qstar.models.load import load_causal_lm
 
-    lm, tok = load_causal_lm(model)
+    lm, tok = load_causal_lm(model, task=task.name)
     return HFPolicy(lm, tok, task.step_delimiter, **options)
 
 

@@ -93,7 +93,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default", help="policy directory, or 'default' for the shipped policy")
+    p.add_argument("--model", default="default", help="policy directory, or 'default' for the shipped policy of --task")
     p.add_argument("--task", default="arith", help="arith | gsm8k | math500 | humaneval | code-arith")
     p.add_argument("--data", help="JSONL file for data tasks")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")

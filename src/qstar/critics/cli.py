@@ -24,7 +24,7 @@ def cmd_train_critics(args: argparse.Namespace) -> None:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``train-critics`` to the ``qstar`` command's subparsers."""
     p = subparsers.add_parser("train-critics", help="train the value function, PRM and ORM from the policy's samples")
-    p.add_argument("--policy", default="default", help="policy directory, or 'default' for the shipped policy")
+    p.add_argument("--policy", default="default", help="policy directory, or 'default' for the shipped policy of --task")
     p.add_argument("--task", default="arith", help="task whose train problems the policy solves")
     p.add_argument("--out", required=True, help="critics directory (value/, prm/, orm/, data/, report.json)")
     p.add_argument("--problems", type=int, help="training problems (default 512)")

@@ -282,7 +282,7 @@ def train_critics(policy_dir: str | Path, task: Task | str, out: str | Path, cfg
     check_config(cfg)
     task = get_task(task) if isinstance(task, str) else task
     try:
-        policy_dir = resolve_model_dir(policy_dir)
+        policy_dir = resolve_model_dir(policy_dir, task.name)
     except QstarError as err:  # its messages name eval's flag; here the policy comes from --policy
         raise QstarError(str(err).replace("--model", "--policy", 1)) from err
     out = Path(out)

@@ -6,14 +6,28 @@ from pathlib import Path
 
 from qstar.errors import QstarError
 
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "assets" / "policy-arith"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_POLICY = ASSETS / "policy-arith"
 """The shipped default policy (trained once with ``qstar pretrain``; see its ``README.md``)."""
 
 
-def resolve_model_dir(model: str | Path | None) -> Path:
-    """``None`` or ``"default"`` means the shipped default policy; anything else is a local directory."""
+def default_policy(task: str | None = None) -> Path:
+    """The shipped policy for ``task``: ``assets/policy-<task>`` where one ships, else :data:`DEFAULT_POLICY`.
+
+    ``arith`` and ``code-arith`` each ship their own (see the ``README.md`` beside the weights); every
+    other task, and ``None``, gets the arith policy as before.
+    """
+    if task:
+        sibling = ASSETS / f"policy-{task}"
+        if (sibling / "config.json").is_file():
+            return sibling
+    return DEFAULT_POLICY
+
+
+def resolve_model_dir(model: str | Path | None, task: str | None = None) -> Path:
+    """``None`` or ``"default"`` means the shipped policy for ``task``; anything else is a local directory."""
     if model is None or str(model) == "default":
-        return DEFAULT_POLICY
+        return default_policy(task)
     path = Path(model)
     if not path.is_dir():
         raise QstarError(f"--model {model}: no such directory (models load from local paths only)")
@@ -37,12 +51,12 @@ def load_tokenizer(path: Path):
     return tok
 
 
-def load_causal_lm(model: str | Path | None, dtype: str = "float32"):
-    """Return ``(model, tokenizer)`` for a local directory, in eval mode."""
+def load_causal_lm(model: str | Path | None, dtype: str = "float32", task: str | None = None):
+    """Return ``(model, tokenizer)`` for a local directory, in eval mode (``task`` picks the "default")."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    path = resolve_model_dir(model)
+    path = resolve_model_dir(model, task)
     try:
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     except Exception as err:
