@@ -22,6 +22,8 @@ class EvalConfig:
     """task name"""
     data: str | None = None
     """JSONL file for data tasks (gsm8k, math500, humaneval)"""
+    task_options: dict = field(default_factory=dict)
+    """options of the task's generator (e.g. {"max_steps": 4} for arith); must match what the policy saw"""
     split: str = "test"
     """split to evaluate"""
     method: str = "greedy"
@@ -160,7 +162,7 @@ def run_eval(cfg: EvalConfig, out: str | Path | None, progress: bool = True, pol
     from qstar.search.single import default_critic_terms
     from qstar.tasks import get_task
 
-    task = get_task(cfg.task, cfg.data)
+    task = get_task(cfg.task, cfg.data, **cfg.task_options)
     method_config(cfg)  # an unknown method or option fails before anything loads
     problems = task.problems(cfg.split, cfg.limit)
     if not problems:

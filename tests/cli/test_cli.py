@@ -100,6 +100,20 @@ def test_eval_writes_results(tmp_path, char_model_dir):
     assert 0 < rec["tokens"] <= 3 * 24 and rec["n_candidates"] == 3
 
 
+def test_eval_task_options_reach_the_generator(tmp_path, char_model_dir):
+    out = tmp_path / "short"
+    proc = qstar("eval", "--model", str(char_model_dir), "--task-options", '{"min_steps": 1, "max_steps": 1}',
+                 "--limit", "3", "--max-new-tokens", "8", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["task_options"] == {"min_steps": 1, "max_steps": 1}
+    assert all(r["question"].count(".") == 2 for r in res["records"])  # "X has N things. One step. How many?"
+    assert_clean_error(qstar("eval", "--model", str(char_model_dir), "--task-options", '{"bogus": 1}'),
+                       "unknown task option", "bogus", "max_steps")
+    assert_clean_error(qstar("eval", "--task", "gsm8k", "--data", str(SHARED_DATA / "gsm8k/test.jsonl"),
+                             "--task-options", '{"bogus": 1}'), "gsm8k", "bogus")
+
+
 def test_bpe_policy_on_gsm8k_end_to_end(tmp_path, bpe_model_dir):
     out = tmp_path / "gsm"
     proc = qstar("eval", "--model", str(bpe_model_dir), "--task", "gsm8k", "--data",

@@ -36,7 +36,7 @@ def _eval_config(a: argparse.Namespace):
     from qstar.evaluate import EvalConfig
 
     return EvalConfig(
-        model=a.model, task=a.task, data=a.data, split=a.split, method=a.method, n=a.n, limit=a.limit,
+        model=a.model, task=a.task, data=a.data, task_options=a.task_options, split=a.split, method=a.method, n=a.n, limit=a.limit,
         batch_problems=a.batch_problems, temperature=a.temperature, max_new_tokens=a.max_new_tokens,
         seed=a.seed, critics=a.critics, options=a.options,
     )
@@ -66,7 +66,7 @@ def cmd_search(a: argparse.Namespace) -> None:
     from qstar.search.single import default_critic_terms, describe, save_tree, search_one
     from qstar.tasks import get_task
 
-    task = get_task(a.task, a.data)
+    task = get_task(a.task, a.data, **a.task_options)
     critics = load_critics(a.critics)
     options = default_critic_terms(a.method, critics, a.options)
     cfg = EvalConfig(model=a.model, task=a.task, method=a.method, n=a.n, temperature=a.temperature,
@@ -96,6 +96,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="policy directory, or 'default' for the shipped policy of --task")
     p.add_argument("--task", default="arith", help="arith | gsm8k | math500 | humaneval | code-arith")
     p.add_argument("--data", help="JSONL file for data tasks")
+    p.add_argument("--task-options", type=_json_dict, default={}, help="JSON options of the task generator")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p.add_argument("--n", type=int, default=16, help="samples per problem for sampling methods")
     p.add_argument("--limit", type=int, help="evaluate only the first K problems")

@@ -25,7 +25,12 @@ def get_task(name: str, data: str | None = None, **options) -> Task:
     factory = importlib.import_module(module)
     for part in attr.split("."):
         factory = getattr(factory, part)
-    return factory(data, **options)
+    try:
+        return factory(data, **options)
+    except TypeError as err:  # an option the task does not take: one line, not a traceback
+        if not options:
+            raise
+        raise QstarError(f"task {name} does not take the option(s) {sorted(options)} ({err})") from err
 
 
 __all__ = ["TASKS", "Problem", "Task", "get_task"]

@@ -20,7 +20,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from qstar.errors import QstarError
-from qstar.tasks.base import Problem
+from qstar.tasks.base import Problem, config_from_options
 
 NAMES = ["Ann", "Bob", "Cal", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kim", "Lu", "Max", "Ned"]
 ITEMS = ["pens", "cards", "eggs", "coins", "books", "cups", "rocks", "beads", "nuts", "toys"]
@@ -72,7 +72,7 @@ class ArithTask:
     def from_data(cls, data: str | None = None, **options) -> ArithTask:
         if data is not None:
             raise QstarError("the arith task generates its problems; it takes no --data file")
-        return cls(ArithConfig(**options))
+        return cls(config_from_options(ArithConfig, options, "arith"))
 
     # -- problems ---------------------------------------------------------------------------------
     def problems(self, split: str, limit: int | None = None, seed: int | None = None) -> list[Problem]:

@@ -7,7 +7,7 @@ world model and the search config). A solution is a string of steps separated by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol, runtime_checkable
 
 
@@ -51,3 +51,14 @@ class Task(Protocol):
     def is_correct(self, solution: str, problem: Problem) -> bool:
         """The verifier: does the solution's final answer match the reference?"""
         ...
+
+
+def config_from_options(config_cls, options: dict, task: str):
+    """A generator's config dataclass from ``--task-options``; an unknown name fails in one line."""
+    from qstar.errors import QstarError
+
+    names = {f.name for f in fields(config_cls)}
+    unknown = set(options) - names
+    if unknown:
+        raise QstarError(f"{task}: unknown task option(s) {sorted(unknown)}; it has {sorted(names)}")
+    return config_cls(**options)

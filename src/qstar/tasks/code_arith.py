@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from qstar.errors import QstarError
-from qstar.tasks.base import Problem
+from qstar.tasks.base import Problem, config_from_options
 from qstar.tasks.humaneval import truncate_completion
 from qstar.tasks.sandbox import SandboxConfig, SandboxResult, run_batch
 
@@ -113,7 +113,7 @@ class CodeArithTask:
     def from_data(cls, data: str | None = None, **options) -> CodeArithTask:
         if data is not None:
             raise QstarError("the code-arith task generates its problems; it takes no --data file")
-        return cls(CodeArithConfig(**options))
+        return cls(config_from_options(CodeArithConfig, options, "code-arith"))
 
     # -- problems ---------------------------------------------------------------------------------
     def problems(self, split: str, limit: int | None = None, seed: int | None = None) -> list[Problem]:
