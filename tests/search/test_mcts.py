@@ -22,7 +22,7 @@ from qstar.search.mcts import (
     uct_score,
 )
 from qstar.search.tree import Node, Tree
-from tests.search.fakes import ConstantCritic, FakePolicy, FakeTask, OracleCritic, is_right_prefix
+from tests.search.fakes import ConstantCritic, FakePolicy, FakeTask, OracleCritic, is_right_prefix, numbers
 
 ORACLE = Critics(value=OracleCritic())
 
@@ -163,6 +163,11 @@ def test_edit_distance_and_near_duplicate():
     assert not near_duplicate("3+5=8\n", "3+5=8.\n", 0.1)
     assert near_duplicate("same", "same", 0.01) and not near_duplicate("same", "same", 0.0)
     assert not near_duplicate("a" * 50, "b" * 50, 0.5)  # early stop still says "far"
+    # different numbers are different steps, however close the texts (1/15 and 1/14 apart here)
+    assert edit_distance("1234+5678=6912\n", "1234+5678=6913\n") < 0.1
+    assert not near_duplicate("1234+5678=6912\n", "1234+5678=6913\n", 0.1)
+    assert not near_duplicate("    y = y - 13\n", "    y = y - 16\n", 0.5)
+    assert near_duplicate("    y = y - 13\n", "    y = y  - 13\n", 0.1)  # same numbers, spacing differs
 
 
 def expand_root(threshold: float, seed: int = 3):
@@ -182,7 +187,9 @@ def test_without_merge_siblings_repeat():
 def test_state_merge_resamples_near_duplicates():
     tree, new, policy = expand_root(0.2)  # "3+5=8\n" and "3+5=8.\n" are 1/7 apart: one state
     texts = [tree.nodes[i].text for i in new]
-    assert all(edit_distance(a, b) >= 0.2 for k, a in enumerate(texts) for b in texts[k + 1 :])
+    pairs = [(a, b) for k, a in enumerate(texts) for b in texts[k + 1 :]]
+    assert all(edit_distance(a, b) >= 0.2 or numbers(a) != numbers(b) for a, b in pairs)
+    assert sum(numbers(t) == [3, 5, 8] for t in texts) == 1  # "=8" and "=8." became one state
     assert len(texts) + tree.nodes[0].n_merged == 4  # what could not be made distinct is merged
     assert len(texts) <= 3 and tree.nodes[0].n_merged >= 1
     assert [c["n"] for c in policy.calls[1:]] == [1] * (len(policy.calls) - 1)  # batched resampling rounds

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -219,11 +220,21 @@ def edit_distance(a: str, b: str) -> float:
     return _levenshtein(a, b) / longer if longer else 0.0
 
 
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
 def near_duplicate(a: str, b: str, threshold: float) -> bool:
-    """``edit_distance(a, b) < threshold``, without the full quadratic table for clearly different options."""
+    """``edit_distance(a, b) < threshold``, without the full quadratic table for clearly different options.
+
+    Options that write different numbers are never duplicates, however close their texts: in math and code a
+    step's numbers are its content (``60-36=24`` vs ``60-36=26``, ``y = y - 13`` vs ``y = y - 16``), and
+    merging such siblings would drop exactly the alternative that search exists to try.
+    """
     longer = max(len(a), len(b))
     if threshold <= 0 or longer == 0:
         return threshold > 0
+    if NUMBER.findall(a) != NUMBER.findall(b):
+        return False
     stop = threshold * longer
     return abs(len(a) - len(b)) < stop and _levenshtein(a, b, stop) < stop
 
