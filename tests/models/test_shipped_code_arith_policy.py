@@ -24,9 +24,10 @@ def test_shipped_code_arith_policy_matches_its_readme():
     readme = (ASSET / "README.md").read_text()
     command = re.search(r"^    (qstar pretrain .*)$", readme, re.M).group(1)
     assert "--task code-arith" in command
-    steps = re.search(r"--steps (\d+)", command)
-    # the default configuration, but for the task (and the step count, where the README's command names one)
-    expected = PretrainConfig(task="code-arith", **({"steps": int(steps.group(1))} if steps else {}))
+    flags = {name: int(m.group(1)) for name, flag in (("steps", "--steps"), ("stop_at", "--stop-at"))
+             if (m := re.search(flag + r" (\d+)", command))}
+    # the default configuration, but for the task (and the steps / stop, where the README's command names them)
+    expected = PretrainConfig(task="code-arith", **flags)
     assert recorded == expected.to_dict()
     # trained on the generator's current defaults: changing them makes this policy stale
     current = json.loads(json.dumps(CodeArithTask().to_dict()))  # tuples as JSON lists

@@ -48,3 +48,19 @@ def test_refuses_to_clobber_or_resume_another_config(tmp_path):
         pretrain(_cfg(lr=1e-3), tmp_path / "p", resume=True)
     with pytest.raises(QstarError, match="no pretraining run"):
         pretrain(_cfg(), tmp_path / "empty", resume=True)
+
+
+def test_stop_at_saves_the_full_runs_checkpoint_at_that_step(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    pretrain(_cfg(), tmp_path / "full")
+    summary = pretrain(_cfg(stop_at=3), tmp_path / "stopped")
+    assert summary["steps"] == 3
+    want = load_file(tmp_path / "full" / "checkpoints" / "checkpoint-3" / "model.safetensors")
+    got = load_file(tmp_path / "stopped" / "model.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    final = load_file(tmp_path / "full" / "model.safetensors")
+    assert not all(torch.equal(final[k], got[k]) for k in final)  # step 6 differs: the stop is real
+    with pytest.raises(QstarError, match="stop_at"):
+        pretrain(_cfg(stop_at=7), tmp_path / "bad")

@@ -24,7 +24,7 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
     from qstar.train.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(task=a.task, seed=a.seed, task_options=a.task_options)
-    for name in ("steps", "batch_size", "lr"):
+    for name in ("steps", "stop_at", "batch_size", "lr"):
         if getattr(a, name) is not None:
             setattr(cfg, name, getattr(a, name))
     summary = pretrain(cfg, a.out, resume=a.resume)
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="arith")
     p.add_argument("--out", required=True, help="directory for the policy, its checkpoints and config")
     p.add_argument("--steps", type=int, help="optimizer steps (default: the config's)")
+    p.add_argument("--stop-at", type=int, help="stop at this step of the --steps schedule and save those weights")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)

@@ -24,7 +24,11 @@ class PretrainConfig:
     task: str = "arith"
     """task whose reference solutions are the training data"""
     steps: int = 1200
-    """optimizer steps"""
+    """optimizer steps (the length of the learning-rate schedule)"""
+    stop_at: int | None = None
+    """stop after this many steps of the ``steps``-long schedule and save those weights: exactly what a full
+    run's checkpoint at that step holds (a shorter ``steps`` would decay the learning rate sooner). None: train
+    to the end"""
     batch_size: int = 64
     """sequences per step"""
     lr: float = 3e-3
@@ -116,6 +120,17 @@ def _progress_callback(total_steps: int):
     return Progress()
 
 
+def _stop_callback(step: int):
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step >= step:
+                control.should_training_stop = True
+
+    return StopAt()
+
+
 def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict:
     """Train the default policy; returns a summary. ``resume`` continues from the last checkpoint."""
     import torch
@@ -125,13 +140,15 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
     from qstar.models.tiny import build_tiny_llama
     from qstar.models.tokenizer import build_char_tokenizer
 
+    if cfg.stop_at is not None and not 1 <= cfg.stop_at <= cfg.steps:
+        raise QstarError(f"pretrain: stop_at must be between 1 and steps={cfg.steps}, got {cfg.stop_at}")
     out = Path(out)
     ckpt_dir = out / "checkpoints"
     cfg_path = out / "pretrain_config.json"
     if resume:
         if not cfg_path.is_file():
             raise QstarError(f"--resume: {out} holds no pretraining run (no pretrain_config.json)")
-        saved = json.loads(cfg_path.read_text())
+        saved = PretrainConfig.from_dict(json.loads(cfg_path.read_text())).to_dict()  # older files lack new fields
         if saved != cfg.to_dict():
             raise QstarError(f"--resume: {cfg_path} was written with another configuration; use a new --out")
     elif ckpt_dir.exists() and any(ckpt_dir.iterdir()):
@@ -171,7 +188,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, resume: bool = False) -> dict
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,  # so every checkpoint is a loadable policy directory
         data_collator=CompletionCollator(tokenizer.pad_token_id),
-        callbacks=[_progress_callback(cfg.steps)],
+        callbacks=[_progress_callback(cfg.stop_at or cfg.steps)]
+        + ([_stop_callback(cfg.stop_at)] if cfg.stop_at else []),
     )
     # Trainer's default printer would echo every log dict; our progress bar replaces it.
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
