@@ -25,13 +25,6 @@ SOLUTIONS = ["23+15=38\n38-9=29\n#### 29", "5+3=8\n#### 8", "#### 7"]
 BETA = 0.5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def char_ref_dir(tmp_path_factory):

@@ -24,14 +24,6 @@ QUESTIONS = ["Ann has 5 pens. She buys 3. How many now?", "Bob has 12 cards. She
 STEPS = [["5+3=8\n", "#### 8"], ["12-4=8\n"], []]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """On two shared, busy cores two torch threads spin against each other; one is several times faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _critic(model_dir, role: str = "value", seed: int = 0, policy_features: bool = True) -> HFCritic:
     spec = CriticSpec(role=role, task="arith", step_delimiter="\n", prompt_template="{question}\n", max_length=320,

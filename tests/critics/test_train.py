@@ -16,15 +16,6 @@ from qstar.errors import QstarError
 from qstar.models.load import load_tokenizer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """On two shared, busy cores two torch threads spin against each other; one is several times faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny() -> CriticTrainConfig:
     data = DataConfig(samples_per_problem=2, rollouts=1, max_steps=2, max_step_tokens=8, max_rollout_tokens=8,
                       chunk_problems=2)

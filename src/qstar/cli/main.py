@@ -10,7 +10,8 @@ import sys
 from qstar.errors import QstarError
 
 
-def _json_dict(text: str) -> dict:
+def json_dict(text: str) -> dict:
+    """argparse type of the JSON-object options (``--options``, ``--task-options``)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -36,8 +37,8 @@ def _eval_config(a: argparse.Namespace):
     from qstar.evaluate import EvalConfig
 
     return EvalConfig(
-        model=a.model, task=a.task, data=a.data, task_options=a.task_options, split=a.split, method=a.method, n=a.n, limit=a.limit,
-        batch_problems=a.batch_problems, temperature=a.temperature, max_new_tokens=a.max_new_tokens,
+        model=a.model, task=a.task, data=a.data, task_options=a.task_options, split=a.split, method=a.method,
+        n=a.n, limit=a.limit, batch_problems=a.batch_problems, temperature=a.temperature, max_new_tokens=a.max_new_tokens,
         seed=a.seed, critics=a.critics, options=a.options,
     )
 
@@ -96,7 +97,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="policy directory, or 'default' for the shipped policy of --task")
     p.add_argument("--task", default="arith", help="arith | gsm8k | math500 | humaneval | code-arith")
     p.add_argument("--data", help="JSONL file for data tasks")
-    p.add_argument("--task-options", type=_json_dict, default={}, help="JSON options of the task generator")
+    p.add_argument("--task-options", type=json_dict, default={}, help="JSON options of the task generator")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p.add_argument("--n", type=int, default=16, help="samples per problem for sampling methods")
     p.add_argument("--limit", type=int, help="evaluate only the first K problems")
@@ -105,7 +106,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="token budget of one solution")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--critics", help="directory of trained critics")
-    p.add_argument("--options", type=_json_dict, default={}, help="JSON object of method options")
+    p.add_argument("--options", type=json_dict, default={}, help="JSON object of method options")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task-options", type=_json_dict, default={}, help="JSON options of the task generator")
+    p.add_argument("--task-options", type=json_dict, default={}, help="JSON options of the task generator")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.set_defaults(func=cmd_pretrain)
 

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import fields, replace
 from pathlib import Path
 
-
-def _json_dict(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not JSON: {err}") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('expected a JSON object, e.g. \'{"sft_lr": 1e-4}\'')
-    return value
+from qstar.cli.main import json_dict
 
 
 def apply_options(cfg, options: dict):
@@ -85,7 +76,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eval-limit", type=int, help="evaluate on the first K test problems (default: all)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of problems, samplers and trainers")
-    p.add_argument("--options", type=_json_dict, default={}, help="JSON object of further ImproveConfig fields")
+    p.add_argument("--options", type=json_dict, default={}, help="JSON object of further ImproveConfig fields")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_improve)
     return p
