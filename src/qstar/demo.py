@@ -4,7 +4,7 @@ Starts from the shipped default policy (``qstar pretrain`` with the default conf
 with the command in its README, or pass ``--pretrain`` to retrain it here first, resuming if killed),
 trains its critics, then runs two iterations of search -> synthesise -> SFT + DPO -> retrain critics ->
 evaluate (greedy, self-consistency and MCTS on held-out test problems), at a size that finishes in about
-15 minutes on two CPU cores. Killed at any moment, the same command continues where it stopped.
+10 minutes on two CPU cores. Killed at any moment, the same command continues where it stopped.
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ def run_demo(out: str | Path, quick: bool = False, retrain: bool = False) -> dic
     from qstar.train.pretrain import PretrainConfig, pretrain
 
     out = Path(out)
-    policy_dir = out / "policy" if (quick or retrain) else DEFAULT_POLICY
-    if policy_dir == DEFAULT_POLICY:
+    shipped = not (quick or retrain)
+    policy_dir = DEFAULT_POLICY if shipped else out / "policy"
+    if shipped:
         print(f"== starting from the shipped default policy {policy_dir} (its README.md says how to reproduce it)")
     elif not (policy_dir / "pretrain_summary.json").is_file():
         pcfg = PretrainConfig(steps=20, save_every=10) if quick else PretrainConfig()
         print(f"== pretraining the default policy ({pcfg.steps} steps) -> {policy_dir}")
         pretrain(pcfg, policy_dir, resume=(policy_dir / "pretrain_config.json").is_file())
-    policy = "default" if policy_dir == DEFAULT_POLICY else str(policy_dir.resolve())
+    policy = "default" if shipped else str(policy_dir.resolve())
     cfg = ImproveConfig(policy=policy, **(QUICK if quick else DEMO))
     print(f"== self-improvement: {cfg.iterations} iterations -> {out / 'improve'}")
     return run_improve(cfg, out / "improve")
