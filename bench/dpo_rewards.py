@@ -10,12 +10,12 @@ pushes the rejected ones lower still. Two arms from one base policy and one set 
 - ``no_sft``: DPO from the base policy, with the base as reference;
 - ``sft``: SFT on the chosen responses first, then DPO from the SFT policy with the SFT policy as reference.
 
-Pairs are on-policy, as the self-improvement loop builds them: the base samples ``--samples`` solutions per
-fresh training problem; ``rejected`` is a wrong sample, ``chosen`` a correct one, or the reference solution
-when the base found none (the share of each is reported). TRL's ``DPOTrainer`` logs ``rewards/chosen`` and
-``rewards/rejected`` (batch means of beta * log pi/pi_ref, before each update); :func:`reward_history` reads
-them from the trainer's log history. As a cross-check the final policies' rewards are recomputed with
-:func:`qstar.critics.implicit.implicit_rewards` (EOS included, as TRL scores it).
+Pairs are on-policy, as ``qstar dpo`` builds them (:func:`qstar.train.dpo.make_pairs`): the base samples
+``--samples`` solutions per fresh training problem; ``rejected`` is a wrong sample, ``chosen`` a correct one,
+or the reference solution when the base found none (the share of each is reported). TRL's ``DPOTrainer``
+logs ``rewards/chosen`` and ``rewards/rejected`` (batch means of beta * log pi/pi_ref, before each update);
+:func:`qstar.improve.finetune.dpo` returns them as ``rewards``. As a cross-check the final policies'
+rewards are recomputed with :func:`qstar.critics.implicit.implicit_rewards` (EOS included, as TRL scores it).
 
 Both DPO policies are saved (``OUT/no_sft/policy`` with reference the base, ``OUT/sft/policy`` with reference
 ``OUT/sft/sft``): real DPO policies for ``bench/credit.py`` and ``bench/implicit_search.py``.
@@ -26,22 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
-
-
-def reward_history(log_history: list[dict]) -> list[dict]:
-    """``[{"step", "chosen", "rejected", "margin"}]`` from a TRL trainer's ``state.log_history``."""
-    return [
-        {"step": h.get("step"), "chosen": h["rewards/chosen"], "rejected": h["rewards/rejected"],
-         "margin": h.get("rewards/margins", h["rewards/chosen"] - h["rewards/rejected"])}
-        for h in log_history if "rewards/chosen" in h and "rewards/rejected" in h
-    ]
 
 
 def summarise_history(history: list[dict]) -> dict:
@@ -58,58 +46,6 @@ def summarise_history(history: list[dict]) -> dict:
         "chosen_last_quarter": mean(tail, "chosen"), "rejected_last_quarter": mean(tail, "rejected"),
         "chosen_below_zero_share": sum(r["chosen"] < 0 for r in history) / len(history),
     }
-
-
-def make_pairs(base: str, task, n_problems: int, samples: int, seed: int) -> tuple[list[dict], dict]:
-    """On-policy preference pairs: one per problem with a wrong sample (chosen: a correct sample or the reference)."""
-    from qstar.evaluate import load_policy
-
-    policy = load_policy(base, task)
-    problems = task.problems("train", n_problems, seed=3000 + seed)  # drawn neither by pretraining nor critics
-    rng = random.Random(seed)
-    pairs, on_policy = [], 0
-    for i in range(0, len(problems), 32):
-        chunk = problems[i : i + 32]
-        roots = policy.root([task.prompt(p) for p in chunk])
-        options = policy.extend(roots, samples, temperature=1.0, until="end", max_new_tokens=96, seed=seed + i)
-        policy.release(roots)
-        for p, opts in zip(chunk, options, strict=True):
-            texts = [o.text for o in opts]
-            right = [t for t in texts if task.is_correct(t, p)]
-            wrong = [t for t in texts if not task.is_correct(t, p)]
-            if not wrong:
-                continue
-            chosen = rng.choice(right) if right else task.format_solution(p)
-            on_policy += bool(right)
-            pairs.append({"prompt": task.prompt(p), "chosen": chosen, "rejected": rng.choice(wrong)})
-    return pairs, {"pairs": len(pairs), "problems": len(problems), "chosen_on_policy": on_policy,
-                   "chosen_reference": len(pairs) - on_policy}
-
-
-def dpo_logged(start: str | Path, reference: str | Path, pairs: list[dict], out: Path, *, beta: float, lr: float,
-               epochs: float, batch_size: int, seed: int) -> list[dict]:
-    """DPO with TRL (the settings of ``qstar.improve.finetune.dpo``); saves the policy, returns the log history."""
-    from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from trl import DPOConfig, DPOTrainer
-
-    from qstar.improve.finetune import TRAINER_DEFAULTS, save_policy_atomic
-    from qstar.models.load import load_causal_lm
-
-    model, tok = load_causal_lm(start)
-    ref, _ = load_causal_lm(reference)
-    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers 5 warns about TRL's renamed options
-        args = DPOConfig(output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-                         learning_rate=lr, beta=beta, seed=seed, data_seed=seed, max_length=None, **TRAINER_DEFAULTS)
-        trainer = DPOTrainer(model=model.train(), ref_model=ref.eval(), args=args,
-                             train_dataset=Dataset.from_list(pairs), processing_class=tok)
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
-        trainer.train()
-        history = list(trainer.state.log_history)
-    save_policy_atomic(model.eval(), tok, out)
-    return history
 
 
 def final_rewards(policy_dir: Path, ref_dir: Path, pairs: list[dict], beta: float) -> dict:
@@ -131,9 +67,12 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="directory for the SFT and DPO policies and dpo_rewards.json")
     ap.add_argument("--problems", type=int, default=256, help="fresh training problems to build pairs from")
     ap.add_argument("--samples", type=int, default=4, help="solutions sampled per problem")
+    ap.add_argument("--pairs-per-problem", type=int, default=1, help="pairs per problem at most (distinct rejected)")
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--dpo-lr", type=float, default=2e-4)
     ap.add_argument("--dpo-epochs", type=float, default=2.0)
+    ap.add_argument("--sft-weight", type=float, default=0.0,
+                    help="weight of the chosen responses' NLL added to the DPO loss (RPO; 0: plain DPO)")
     ap.add_argument("--sft-lr", type=float, default=3e-4)
     ap.add_argument("--sft-epochs", type=float, default=2.0)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -142,7 +81,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from qstar.improve.finetune import sft
+    from qstar.improve.finetune import dpo, sft
     from qstar.tasks import get_task
 
     task = get_task("arith")
@@ -153,12 +92,19 @@ def main() -> None:
             pairs = [json.loads(line) for line in f if line.strip()]
         pair_stats = {"pairs": len(pairs), "from": args.pairs}
     else:
-        pairs, pair_stats = make_pairs(args.base, task, args.problems, args.samples, args.seed)
+        from qstar.evaluate import load_policy
+        from qstar.train.dpo import PAIR_STREAM, DPORunConfig, make_pairs
+
+        cfg = DPORunConfig(problems=args.problems, samples=args.samples, pairs_per_problem=args.pairs_per_problem,
+                           seed=args.seed)
+        problems = task.problems("train", args.problems, seed=PAIR_STREAM + args.seed)
+        pairs, pair_stats = make_pairs(load_policy(args.base, task), task, problems, cfg)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "pairs.jsonl", "w") as f:
         f.writelines(json.dumps(p) + "\n" for p in pairs)
     print(f"pairs: {pair_stats}  ({time.perf_counter() - t0:.0f}s)", flush=True)
-    dpo_kw = dict(beta=args.beta, lr=args.dpo_lr, epochs=args.dpo_epochs, batch_size=args.batch_size, seed=args.seed)
+    dpo_kw = dict(beta=args.beta, lr=args.dpo_lr, epochs=args.dpo_epochs, batch_size=args.batch_size, seed=args.seed,
+                  sft_weight=args.sft_weight)
 
     report: dict = {"base": args.base, "config": vars(args), "pairs": pair_stats, "arms": {}}
     arms = {"no_sft": (Path(args.base), None), "sft": (out / "sft" / "sft", "sft")}
@@ -169,8 +115,7 @@ def main() -> None:
             rows = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pairs]
             sft(args.base, rows, reference, epochs=args.sft_epochs, lr=args.sft_lr, batch_size=32, seed=args.seed)
         policy_dir = out / name / "policy"
-        history = dpo_logged(reference, reference, pairs, policy_dir, **dpo_kw)
-        rewards = reward_history(history)
+        rewards = dpo(reference, reference, pairs, policy_dir, **dpo_kw)["rewards"]
         arm = {"policy": str(policy_dir), "reference": str(reference), **summarise_history(rewards),
                "final_model": final_rewards(policy_dir, reference, pairs, args.beta), "history": rewards}
         arm["chosen_below_zero"] = arm["chosen_last_quarter"] < 0

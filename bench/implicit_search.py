@@ -6,15 +6,17 @@ On the first ``--problems`` arith test problems, with the DPO policy as the gene
 
 - ``greedy``: greedy decoding of the DPO policy;
 - ``beam-w{1,2,4,8}``: step-level beam search ranked by the implicit reward (``ImplicitRewardCritic`` in the
-  beam's critic slot), ``--expansions`` options per beam and step;
+  beam's critic slot), ``--expansions`` options per beam and step (with ``--greedy-first`` the first of them
+  is the greedy step);
 - ``mcts``: MCTS with the implicit-reward critic in place of the PRM (b_prm=1, no value, no ORM);
 - ``beam-w4-prior`` (control): the same beam ranked by the policy's own mean token log-prob, no critic,
   so the gain of the implicit reward over the policy's likelihood shows.
 
-The critic scores a prefix by ``--aggregate`` (cumulative: the summed reward of the whole prefix, the paper's
-Q-value view; last: the last step's own reward). Accuracy with its 95% interval, generated tokens per
-problem (the policy's; the critic's forward passes over each scored prefix are not counted) and wall time
-per method; the last line is one JSON object.
+The critic scores a prefix by ``--aggregate`` (cumulative: the summed reward of the whole prefix; last: the
+last step's own reward; q: the summed reward plus beta * the reference's log-likelihood, i.e. beta * log pi
+of the prefix, the paper's "likelihood search on the DPO policy is search on its implicit reward").
+Accuracy with its 95% interval, generated tokens per problem (the policy's; the critic's forward passes over
+each scored prefix are not counted) and wall time per method; the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from qstar.search.common import Critics
 from qstar.search.mcts import MCTSConfig, mcts
 
 
-def methods(widths: list[int], expansions: int, seed: int) -> dict:
+def methods(widths: list[int], expansions: int, seed: int, greedy_first: bool = False) -> dict:
     """name -> (strategy, config, uses the implicit critic)."""
-    beam_kw = dict(expansions_per_beam=expansions, max_steps=8, max_option_tokens=32, temperature=0.8, seed=seed)
+    beam_kw = dict(expansions_per_beam=expansions, max_steps=8, max_option_tokens=32, temperature=0.8, seed=seed,
+                   greedy_first=greedy_first)
     out = {"greedy": (greedy, SampleConfig(n=1, max_new_tokens=96, seed=seed), False)}
     for w in widths:
         out[f"beam-w{w}"] = (beam, BeamConfig(beam_width=w, critic="prm", **beam_kw), True)
@@ -48,10 +51,12 @@ def main() -> None:
     ap.add_argument("--policy", required=True, help="the DPO-trained policy")
     ap.add_argument("--ref", required=True, help="its reference policy")
     ap.add_argument("--beta", type=float, default=0.1)
-    ap.add_argument("--aggregate", default="cumulative", choices=["cumulative", "last"])
+    ap.add_argument("--aggregate", default="cumulative", choices=["cumulative", "last", "q"])
     ap.add_argument("--problems", type=int, default=50)
     ap.add_argument("--widths", default="1,2,4,8")
     ap.add_argument("--expansions", type=int, default=4, help="options sampled per beam and step")
+    ap.add_argument("--greedy-first", action="store_true",
+                    help="each beam's first candidate is the greedy step (BeamConfig.greedy_first)")
     ap.add_argument("--only", help="comma-separated method names to run (default: all)")
     ap.add_argument("--batch-problems", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
@@ -67,7 +72,7 @@ def main() -> None:
     problems = task.problems("test", args.problems)
     pi, ref, tok = load_models(args.policy, args.ref)
     critic = ImplicitRewardCritic(pi, ref, tok, task, args.beta, aggregate=args.aggregate)
-    todo = methods([int(w) for w in args.widths.split(",")], args.expansions, args.seed)
+    todo = methods([int(w) for w in args.widths.split(",")], args.expansions, args.seed, args.greedy_first)
     if args.only:
         todo = {k: v for k, v in todo.items() if k in args.only.split(",")}
     rows, reports = [], {}
@@ -89,6 +94,7 @@ def main() -> None:
     line = {name: {"accuracy": s["accuracy"], "ci95": s["ci95"], "tokens": s["mean_tokens"],
                    "wall_s": round(s["wall_s"], 1)} for name, s in reports.items()}
     print(json.dumps({"policy": args.policy, "ref": args.ref, "beta": args.beta, "aggregate": args.aggregate,
+                      "greedy_first": args.greedy_first,
                       "problems": len(problems), **line}))
 
 

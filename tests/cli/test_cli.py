@@ -132,6 +132,19 @@ def test_pretrain_command(tmp_path):
     assert_clean_error(qstar("pretrain", "--task", "arith", "--out", str(out), "--steps", "3"), "--resume")
 
 
+def test_dpo_command_then_credit(tmp_path, char_model_dir):
+    out = tmp_path / "dpo"
+    args = ("dpo", "--policy", str(char_model_dir), "--out", str(out), "--problems", "4", "--samples", "2", "--quiet")
+    proc = qstar(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert f"policy: {out / 'policy'}" in proc.stdout and (out / "summary.json").is_file()
+    assert_clean_error(qstar(*args, "--lr", "0.5"), "another configuration", "lr: 0.0001 -> 0.5")
+    proc = qstar("credit", "--policy", str(out / "policy"), "--ref", str(char_model_dir), "--question", "Ann has 3 pens.",
+                 "--solution", "3+1=4\n#### 4", "--out", str(tmp_path / "credit"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "credit" / "credit.html").is_file()
+
+
 def test_demo_quick(tmp_path):
     proc = qstar("demo", "--quick", "--out", str(tmp_path / "demo"), timeout=600)
     assert proc.returncode == 0, proc.stderr

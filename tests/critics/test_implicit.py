@@ -154,18 +154,22 @@ def test_mismatched_tokenizers_fail_clearly(char_model_dir, bpe_model_dir, char_
         implicit_rewards(char, bpe, tok, PROMPTS[:1], SOLUTIONS[:1], BETA)
 
 
-def test_critic_scores_are_the_squashed_cumulative_or_last_step_reward(char_model_dir, char_ref_dir):
+def test_critic_scores_are_the_squashed_cumulative_last_step_or_q_reward(char_model_dir, char_ref_dir):
     pi, ref, tok = load_models(char_model_dir, char_ref_dir)
     task = get_task("arith")
     steps = [["23+15=38\n", "38-9=29\n"], ["23+15=38\n"]]
     cum = ImplicitRewardCritic(pi, ref, tok, task, BETA)
     last = ImplicitRewardCritic(pi, ref, tok, task, BETA, aggregate="last")
+    q = ImplicitRewardCritic(pi, ref, tok, task, BETA, aggregate="q")
     credits = cum.credit([QUESTION] * 2, steps)
     sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     assert cum.score([QUESTION] * 2, steps) == pytest.approx([sig(c.total) for c in credits], abs=1e-12)
     assert last.score([QUESTION] * 2, steps) == pytest.approx([sig(c.step_rewards()[-1]) for c in credits],
                                                               abs=1e-12)
     assert all(0 < s < 1 for s in cum.score([QUESTION] * 2, steps))
+    # "q": reward + beta log pi_ref = beta * the DPO policy's own log-likelihood of the prefix
+    assert q.raw_scores([QUESTION] * 2, steps) == pytest.approx([BETA * sum(c.logp_policy) for c in credits],
+                                                                abs=1e-9)
     same = ImplicitRewardCritic(pi, pi, tok, task, BETA)
     assert same.score([QUESTION], [steps[0]]) == [0.5]
     with pytest.raises(QstarError, match="aggregate"):

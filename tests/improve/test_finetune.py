@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from qstar.improve.finetune import completion_logprobs, dpo, save_policy_atomic, sft
@@ -32,6 +33,12 @@ def test_dpo_raises_the_chosen_minus_rejected_margin(char_model_dir, tmp_path):
     summary = dpo(char_model_dir, char_model_dir, PAIRS, tmp_path / "dpo", epochs=4, lr=1e-2, batch_size=3,
                   beta=0.1, seed=0)
     assert summary["steps"] == 8 and summary["final_margin"] > summary["first_margin"]
+    # the implicit rewards TRL logs at each step, as bench/dpo_rewards.py reads them (first step: pi == pi_ref)
+    rewards = summary["rewards"]
+    assert [r["step"] for r in rewards] == list(range(1, 9))
+    assert abs(rewards[0]["chosen"]) < 1e-6 and abs(rewards[0]["rejected"]) < 1e-6
+    last = rewards[-1]
+    assert last["margin"] == pytest.approx(last["chosen"] - last["rejected"], abs=1e-5) and last["margin"] > 0
 
     def margin(model_dir) -> float:
         model, tok = load_causal_lm(model_dir)

@@ -134,3 +134,20 @@ def test_the_most_likely_correct_sample_comes_first():
     data = synthesise([item], sft_per_problem=1, pairs_per_problem=2)
     assert data.sft == [{"prompt": PROMPT, "completion": "5+3=8\n#### 8"}] and data.pairs == []
     assert (data.kept_search, data.kept_samples) == (0, 1)
+
+
+def test_sample_pairs_put_the_shared_steps_in_the_prompt():
+    samples = ["3+5=8\n8*2=16\n#### 16", "3+5=8\n8*2=17\n#### 17", "3+5=9\n9*2=18\n#### 18",
+               "3+5=8\n8*2=17\n#### 17", "3+5=8\n8*2=16\n#### 16"]
+    item = Searched(PROMPT, None, samples=samples, sample_labels=[True, False, False, False, True],
+                    sample_logprobs=[-3.0, -1.0, -2.0, -1.0, -3.0])
+    assert synthesise([item], 1, 2).pairs == []  # off by default
+    data = synthesise([item], sft_per_problem=1, pairs_per_problem=2, sample_pairs_per_problem=5)
+    assert data.pairs == [  # one per distinct wrong sample; both diverge right after the shared steps
+        {"prompt": PROMPT + "3+5=8\n", "chosen": "8*2=16\n#### 16", "rejected": "8*2=17\n#### 17"},
+        {"prompt": PROMPT, "chosen": "3+5=8\n8*2=16\n#### 16", "rejected": "3+5=9\n9*2=18\n#### 18"},
+    ]
+    assert data.summary()["sample_pairs"] == 2
+    assert len(synthesise([item], 1, 2, sample_pairs_per_problem=1).pairs) == 1
+    no_correct = Searched(PROMPT, None, samples=samples[1:4], sample_labels=[False] * 3)
+    assert synthesise([no_correct], 1, 2, sample_pairs_per_problem=5).pairs == []

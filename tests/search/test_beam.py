@@ -7,7 +7,7 @@ from qstar.search import METHODS, Critics
 from qstar.search.baselines import SampleConfig, greedy
 from qstar.search.beam import BeamConfig, beam, prior_score
 from qstar.search.tree import Node, Tree
-from tests.search.fakes import FakePolicy, FakeTask, OracleCritic, is_right_prefix
+from tests.search.fakes import ConstantCritic, FakePolicy, FakeTask, OracleCritic, is_right_prefix
 
 
 def run(cfg: BeamConfig, critics: Critics | None = None, rows=None):
@@ -73,3 +73,24 @@ def test_seeded_and_registered():
     again, _, _ = run(BeamConfig(seed=3))
     assert [r.tree.to_dict() for r in first] == [r.tree.to_dict() for r in again]
     assert METHODS["beam"] == (beam, BeamConfig)
+
+
+def test_greedy_first_puts_the_greedy_step_among_the_candidates():
+    task = FakeTask()
+    greedy_answers = [r.answer for r in greedy(task.problems(), task, FakePolicy(), Critics(), SampleConfig())]
+    flat = Critics(prm=ConstantCritic("prm"))  # no preference: the beam keeps the first candidate, greedy's
+    on, policy, _ = run(BeamConfig(beam_width=1, expansions_per_beam=3, greedy_first=True), flat)
+    assert [r.answer for r in on] == greedy_answers
+    assert [(c["temperature"], c["n"]) for c in policy.calls[:2]] == [(0.0, 1), (BeamConfig().temperature, 2)]
+    off, _, _ = run(BeamConfig(beam_width=1, expansions_per_beam=3), flat)
+    assert [r.answer for r in off] != greedy_answers  # sampled candidates only: the first is not greedy's
+
+
+def test_repeated_options_under_one_beam_are_dropped_and_released():
+    results, policy, _ = run(BeamConfig(beam_width=2, expansions_per_beam=8, greedy_first=True))
+    for r in results:
+        for node in r.tree.nodes:
+            texts = [r.tree.nodes[c].text for c in node.children]
+            assert len(texts) == len(set(texts))
+    assert any(len(r.tree.nodes[0].children) < 8 for r in results)  # 8 draws of few distinct steps repeat
+    assert policy.live_states() == []

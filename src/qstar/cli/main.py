@@ -33,6 +33,21 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
           f"{summary['final_loss']:.3f}; policy saved to {a.out}")
 
 
+def cmd_dpo(a: argparse.Namespace) -> None:
+    from qstar.train.dpo import DPORunConfig, run_dpo
+
+    cfg = DPORunConfig(task=a.task, policy=a.policy, seed=a.seed)
+    for name in ("problems", "samples", "pairs_per_problem", "beta", "lr", "epochs", "sft_weight"):
+        if getattr(a, name) is not None:
+            setattr(cfg, name, getattr(a, name))
+    s = run_dpo(cfg, a.out, progress=not a.quiet)
+    rewards = s.get("rewards") or [{}]
+    print(f"DPO: {s['pairs']} pairs, {s['steps']} steps in {s['wall_s']:.0f}s; last batch implicit reward "
+          f"chosen {rewards[-1].get('chosen', 0):+.4f}, rejected {rewards[-1].get('rejected', 0):+.4f}")
+    print(f"policy: {s['policy']}  (reference: {s['reference']})")
+    print(f"credit: qstar credit --policy {s['policy']} --ref {a.policy} --task {a.task} --problem-id ID --out DIR")
+
+
 def _eval_config(a: argparse.Namespace):
     from qstar.evaluate import EvalConfig
 
@@ -124,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-options", type=json_dict, default={}, help="JSON options of the task generator")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("dpo", help="a DPO policy from the policy's own samples, for its implicit reward (resumable)")
+    p.add_argument("--policy", default="default", help="starting policy and reference: a directory or 'default'")
+    p.add_argument("--task", default="arith")
+    p.add_argument("--out", required=True, help="directory for pairs.jsonl, policy/ and summary.json")
+    p.add_argument("--problems", type=int, help="fresh training problems sampled (default 4096)")
+    p.add_argument("--samples", type=int, help="solutions sampled per problem (default 8)")
+    p.add_argument("--pairs-per-problem", type=int, help="pairs per problem at most (default 1)")
+    p.add_argument("--beta", type=float, help="DPO beta (default 0.1)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
+    p.add_argument("--epochs", type=float, help="epochs over the pairs (default 1)")
+    p.add_argument("--sft-weight", type=float, help="weight of the chosen responses' NLL (RPO; default 1, 0: plain DPO)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_dpo)
 
     p = sub.add_parser("eval", help="evaluate a method on a task's test problems")
     _add_eval_args(p)

@@ -32,7 +32,7 @@ from qstar.errors import QstarError
 from qstar.search.baselines import split_steps
 from qstar.tasks.base import Problem, Task
 
-Aggregate = Literal["cumulative", "last"]
+Aggregate = Literal["cumulative", "last", "q"]
 
 
 @dataclass
@@ -244,7 +244,13 @@ class ImplicitRewardCritic:
       Q-function view this is Q*(prefix) - V*(prompt), so prefixes of one question compare directly
       (the "implicit-reward guided search" of Rafailov et al., 2024);
     - ``"last"``: the sum over the last step's tokens only, the credit of the step just taken (like a
-      per-step PRM score).
+      per-step PRM score);
+    - ``"q"``: the cumulative reward plus the reference's own log-likelihood, beta * sum log pi_ref, which
+      sums to beta * log pi(prefix): the paper's search, where likelihood search on the DPO policy *is*
+      search on its implicit reward, with pi_ref's likelihood keeping it near text the reference would
+      write. Measured on arith, this matters: the pure reward ratio of a token the reference finds
+      unlikely is unconstrained by DPO (lowering one wrong token's probability raises every untouched
+      token's ratio), so ``cumulative`` prefers sampled slips over greedy steps.
 
     The value is squashed with ``sigmoid`` into (0, 1) so it mixes with critics that estimate
     P(correct); with the reward already scaled by beta, sigmoid(r) is the Bradley-Terry probability that
@@ -264,8 +270,8 @@ class ImplicitRewardCritic:
         aggregate: Aggregate = "cumulative",
         batch_size: int = 64,
     ):
-        if aggregate not in ("cumulative", "last"):
-            raise QstarError(f"implicit critic: aggregate must be 'cumulative' or 'last', not {aggregate!r}")
+        if aggregate not in ("cumulative", "last", "q"):
+            raise QstarError(f"implicit critic: aggregate must be 'cumulative', 'last' or 'q', not {aggregate!r}")
         self.policy_model, self.ref_model = policy_model.eval(), ref_model.eval()
         self.tokenizer, self.task, self.beta = tokenizer, task, beta
         self.aggregate, self.batch_size = aggregate, batch_size
@@ -286,6 +292,8 @@ class ImplicitRewardCritic:
         credits = self.credit(questions, steps)
         if self.aggregate == "cumulative":
             return [c.total for c in credits]
+        if self.aggregate == "q":
+            return [c.total + self.beta * sum(c.logp_ref) for c in credits]
         # The last step's own tokens: those whose first character lies in it (by char offset, not step index,
         # since a step list may contain several delimiter-free pieces the text splitter would join).
         out = []

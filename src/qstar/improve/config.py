@@ -94,6 +94,9 @@ class ImproveConfig:
     with the right answer usually got there through compensating slips"""
     pairs_per_problem: int = 2
     """most preference pairs per tree (deepest branch point first: it isolates the wrong step)"""
+    sample_pairs_per_problem: int = 0
+    """most preference pairs per problem from the rejection samples (a wrong sample against the most likely
+    correct one; 0: pairs come from search trees only)"""
 
     # --- 3. fine-tuning ----------------------------------------------------------------------------------
     finetune: Literal["sft+dpo", "sft", "dpo"] = "sft+dpo"
@@ -179,9 +182,10 @@ def check_config(cfg: ImproveConfig) -> None:
     for name, value in positive.items():
         if value < 1:
             raise QstarError(f"improve: {name} must be at least 1, got {value}")
-    if min(cfg.rejection_samples, cfg.rejection_problems, cfg.pairs_per_problem, cfg.dpo_sft_weight) < 0:
-        raise QstarError("improve: rejection_samples, rejection_problems, pairs_per_problem and dpo_sft_weight "
-                         "cannot be negative")
+    if min(cfg.rejection_samples, cfg.rejection_problems, cfg.pairs_per_problem, cfg.sample_pairs_per_problem,
+           cfg.dpo_sft_weight) < 0:
+        raise QstarError("improve: rejection_samples, rejection_problems, pairs_per_problem, "
+                         "sample_pairs_per_problem and dpo_sft_weight cannot be negative")
 
 
 def config_differences(saved: dict, wanted: dict) -> list[str]:

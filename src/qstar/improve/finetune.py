@@ -77,10 +77,21 @@ def _train(trainer) -> dict:
     losses = [h["loss"] for h in logs if "loss" in h]
     summary = {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
                "final_loss": losses[-1] if losses else None, "wall_s": time.perf_counter() - t0}
-    margins = [h["rewards/margins"] for h in logs if "rewards/margins" in h]
-    if margins:
-        summary.update(first_margin=margins[0], final_margin=margins[-1])
+    rewards = reward_history(logs)
+    if rewards:
+        summary.update(first_margin=rewards[0]["margin"], final_margin=rewards[-1]["margin"], rewards=rewards)
     return summary
+
+
+def reward_history(log_history: list[dict]) -> list[dict]:
+    """``[{"step", "chosen", "rejected", "margin"}]``: the batch means of DPO's implicit reward
+    beta * log pi/pi_ref of the chosen and rejected responses that TRL's ``DPOTrainer`` logs at each step
+    (before the update); empty for other trainers."""
+    return [
+        {"step": h.get("step"), "chosen": h["rewards/chosen"], "rejected": h["rewards/rejected"],
+         "margin": h.get("rewards/margins", h["rewards/chosen"] - h["rewards/rejected"])}
+        for h in log_history if "rewards/chosen" in h and "rewards/rejected" in h
+    ]
 
 
 def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: float, lr: float,

@@ -370,7 +370,8 @@ def phase_synthesise(run: Run, k: int, out: Path) -> dict:
 
     searched = _searched(run, k)
     _label(run, k, searched)
-    data = synthesise([item for _, item in searched], run.cfg.sft_per_problem, run.cfg.pairs_per_problem)
+    data = synthesise([item for _, item in searched], run.cfg.sft_per_problem, run.cfg.pairs_per_problem,
+                      run.cfg.sample_pairs_per_problem)
     _write_jsonl(out / "sft.jsonl", data.sft)
     _write_jsonl(out / "pairs.jsonl", data.pairs)
     summary = data.summary()

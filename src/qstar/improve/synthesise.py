@@ -10,7 +10,9 @@ or unsure), and optionally the policy's own whole-solution samples with their la
 - DPO (TRL's ``prompt`` / ``chosen`` / ``rejected``): at a node where the tree branches, a correct solution
   under one child and a wrong one under a sibling. The prompt is the task prompt plus the shared prefix,
   so the pair differs from its first step on and the preference points at the step where they diverge
-  (step-level DPO). Deeper branch points come first: they isolate the wrong step best.
+  (step-level DPO). Deeper branch points come first: they isolate the wrong step best. Optionally also
+  from the samples: a correct and a wrong sample of the same problem, their shared leading steps moved
+  into the prompt the same way.
 """
 
 from __future__ import annotations
@@ -54,10 +56,12 @@ class Synthesis:
     """problems whose best search trajectory was kept"""
     kept_samples: int = 0
     """SFT rows that came from rejection samples"""
+    sample_pairs: int = 0
+    """pairs that came from rejection samples (the rest are from search trees)"""
 
     def summary(self) -> dict:
         return {"sft_rows": len(self.sft), "pairs": len(self.pairs), "kept_search": self.kept_search,
-                "kept_samples": self.kept_samples}
+                "kept_samples": self.kept_samples, "sample_pairs": self.sample_pairs}
 
 
 # --- labels ------------------------------------------------------------------------------------------------
@@ -153,10 +157,38 @@ def preference_pairs(item: Searched, limit: int) -> list[dict]:
     return pairs
 
 
+def sample_pairs(item: Searched, limit: int) -> list[dict]:
+    """Up to ``limit`` pairs of (correct sample, wrong sample), one per distinct wrong sample in sampling
+    order, each against the most likely correct sample; the steps both share go into the prompt."""
+    good = [(s, lp) for s, ok, lp in zip(item.samples, item.sample_labels,
+                                         item.sample_logprobs or [0.0] * len(item.samples), strict=True) if ok is True]
+    if not good or limit <= 0:
+        return []
+    chosen = max(good, key=lambda g: g[1])[0]  # max keeps the first on ties: sampling order
+    wrong = [s for s, ok in zip(item.samples, item.sample_labels, strict=True) if ok is False]
+    pairs = []
+    for rejected in list(dict.fromkeys(wrong))[:limit]:
+        shared = _shared_steps(chosen, rejected)
+        pairs.append({"prompt": item.prompt + shared, "chosen": chosen[len(shared):],
+                      "rejected": rejected[len(shared):]})
+    return pairs
+
+
+def _shared_steps(a: str, b: str, delimiter: str = "\n") -> str:
+    """The longest run of whole steps (each ending with ``delimiter``) that ``a`` and ``b`` both start with."""
+    n = 0
+    while True:
+        end = a.find(delimiter, n)
+        if end < 0 or a[: end + 1] != b[: end + 1]:
+            return a[:n]
+        n = end + 1
+
+
 # --- everything --------------------------------------------------------------------------------------------
 
 
-def synthesise(items: list[Searched], sft_per_problem: int, pairs_per_problem: int) -> Synthesis:
+def synthesise(items: list[Searched], sft_per_problem: int, pairs_per_problem: int,
+               sample_pairs_per_problem: int = 0) -> Synthesis:
     """The SFT rows and preference pairs of a batch of searched problems."""
     out = Synthesis()
     for item in items:
@@ -166,4 +198,7 @@ def synthesise(items: list[Searched], sft_per_problem: int, pairs_per_problem: i
         out.sft += [{"prompt": item.prompt, "completion": c} for c in completions]
         if item.tree is not None:
             out.pairs += preference_pairs(item, pairs_per_problem)
+        found = sample_pairs(item, sample_pairs_per_problem)
+        out.sample_pairs += len(found)
+        out.pairs += found
     return out

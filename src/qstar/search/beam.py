@@ -16,7 +16,7 @@ from typing import Literal
 from qstar.search.baselines import _critic
 from qstar.search.common import Critics, measure, split_cost
 from qstar.search.mcts import add_option, release_nodes, release_tree, step_seeds
-from qstar.search.protocols import Critic, Policy, SearchResult
+from qstar.search.protocols import Critic, Option, Policy, SearchResult
 from qstar.search.tree import Node, Tree
 from qstar.tasks.base import Problem, Task
 
@@ -31,6 +31,10 @@ class BeamConfig:
     """what ranks prefixes; "prior" is the policy's own mean token log-prob of the whole prefix (no critic)"""
     temperature: float = 0.8
     """sampling temperature"""
+    greedy_first: bool = False
+    """the first option of every beam is the policy's greedy step (the rest are sampled), as in
+    ``MCTSConfig.greedy_first``: the candidates always include what greedy decoding would write next, so
+    at width 1 the critic departs from greedy only where it rates a sample higher"""
     max_steps: int = 12
     """options per solution at most"""
     max_option_tokens: int = 256
@@ -66,6 +70,32 @@ def _prune(tree: Tree, new: list[int], finished: list[int], cfg: BeamConfig) -> 
     return live, cut
 
 
+def _expand(policy: Policy, states: list, cfg: BeamConfig, step: int) -> tuple[list[list[Option]], list[Node]]:
+    """``expansions_per_beam`` options of each state (the greedy one first with ``greedy_first``), with
+    repeats of a text under the same beam dropped: a copy would take a second beam slot for the same prefix.
+    Returns the options kept and the dropped ones (as nodes, to release their states)."""
+    seeds = step_seeds(cfg.seed, step)
+    n_sampled = cfg.expansions_per_beam - int(cfg.greedy_first)
+    out: list[list[Option]] = [[] for _ in states]
+    if cfg.greedy_first:
+        out = [list(o) for o in policy.extend(states, 1, temperature=0.0, until="step",
+                                              max_new_tokens=cfg.max_option_tokens, seed=seeds())]
+    if n_sampled > 0:
+        got = policy.extend(states, n_sampled, temperature=cfg.temperature, until="step",
+                            max_new_tokens=cfg.max_option_tokens, seed=seeds())
+        out = [a + list(b) for a, b in zip(out, got, strict=True)]
+    kept, dropped = [], []
+    for options in out:
+        seen: dict[str, Option] = {}
+        for o in options:
+            if o.text in seen:
+                dropped.append(Node(o.text, state=o.state))
+            else:
+                seen[o.text] = o
+        kept.append(list(seen.values()))
+    return kept, dropped
+
+
 def _step(
     trees: list[Tree],
     beams: list[list[int]],
@@ -78,19 +108,12 @@ def _step(
 ) -> None:
     """Extend every live beam of every problem in one call, score, prune; release what was cut."""
     live = [(t, i) for t, b in enumerate(beams) for i in b]
-    options = policy.extend(
-        [trees[t].nodes[i].state for t, i in live],
-        cfg.expansions_per_beam,
-        temperature=cfg.temperature,
-        until="step",
-        max_new_tokens=cfg.max_option_tokens,
-        seed=step_seeds(cfg.seed, step)(),
-    )
+    options, same = _expand(policy, [trees[t].nodes[i].state for t, i in live], cfg, step)
     new = [
         (t, add_option(trees[t], i, o, task)) for (t, i), os in zip(live, options, strict=True) for o in os
     ]
     _score(trees, new, critic, cfg.critic)
-    cut = []
+    cut = same
     for t, tree in enumerate(trees):
         if beams[t]:
             beams[t], dead = _prune(tree, [i for tt, i in new if tt == t], finished[t], cfg)

@@ -1,0 +1,67 @@
+"""``qstar dpo`` on a tiny random model: on-policy pairs the verifier agrees with, a trained policy, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from qstar.errors import QstarError
+from qstar.models.load import load_causal_lm
+from qstar.tasks import get_task
+from qstar.train.dpo import DPORunConfig, run_dpo
+
+
+def tiny(model_dir, **overrides) -> DPORunConfig:
+    fields = dict(policy=str(model_dir), problems=6, samples=2, max_new_tokens=24, batch_size=4, lr=1e-2)
+    return DPORunConfig(**{**fields, **overrides})
+
+
+def _pairs(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+
+
+def test_pairs_are_right_against_wrong_and_the_policy_moves(char_model_dir, tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "dpo"
+    summary = run_dpo(tiny(char_model_dir), out, progress=False)
+    task = get_task("arith")
+    by_prompt = {task.prompt(p): p for p in task.problems("train", 6, seed=3000)}
+    pairs = _pairs(out)
+    assert summary["pairs"] == len(pairs) > 0 and set(pairs[0]) == {"prompt", "chosen", "rejected"}
+    for pair in pairs:  # a random model is never right: chosen is the reference solution, rejected its sample
+        problem = by_prompt[pair["prompt"]]
+        assert task.is_correct(pair["chosen"], problem) and not task.is_correct(pair["rejected"], problem)
+    assert summary["pair_sources"]["chosen_reference"] == len(pairs)
+    assert summary["steps"] == len(summary["rewards"]) > 0 and summary["reference"] == str(char_model_dir)
+    before, _ = load_causal_lm(char_model_dir)
+    after, _ = load_causal_lm(out / "policy")
+    assert any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(), after.state_dict().values(),
+                                                    strict=True))
+
+
+def test_a_rerun_reuses_the_pairs_and_the_finished_policy(char_model_dir, tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "dpo"
+    cfg = tiny(char_model_dir)
+    first = run_dpo(cfg, out, progress=False)
+    pairs = (out / "pairs.jsonl").read_text()
+    weights = (out / "policy" / "model.safetensors").stat().st_mtime_ns
+    assert run_dpo(cfg, out, progress=False) == first  # finished: nothing redone
+    assert (out / "policy" / "model.safetensors").stat().st_mtime_ns == weights
+    (out / "summary.json").unlink()  # killed during training: the pairs stay, only DPO runs again
+    (out / "pairs.jsonl").write_text(pairs.splitlines()[0] + "\n")
+    assert run_dpo(cfg, out, progress=False)["pairs"] == 1
+
+
+def test_another_configuration_or_a_foreign_folder_is_refused(char_model_dir, tmp_path):
+    out = tmp_path / "dpo"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(QstarError, match="holds no dpo run"):
+        run_dpo(tiny(char_model_dir), out, progress=False)
+    (out / "notes.txt").unlink()
+    (out / "config.json").write_text(json.dumps(tiny(char_model_dir).to_dict()))
+    with pytest.raises(QstarError, match=r"another configuration \(lr: 0.01 -> 0.001\)"):
+        run_dpo(tiny(char_model_dir, lr=1e-3), out, progress=False)
