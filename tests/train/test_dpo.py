@@ -65,3 +65,9 @@ def test_another_configuration_or_a_foreign_folder_is_refused(char_model_dir, tm
     (out / "config.json").write_text(json.dumps(tiny(char_model_dir).to_dict()))
     with pytest.raises(QstarError, match=r"another configuration \(lr: 0.01 -> 0.001\)"):
         run_dpo(tiny(char_model_dir, lr=1e-3), out, progress=False)
+
+
+def test_without_reference_solutions_only_the_policys_own_samples_pair(char_model_dir, tmp_path):
+    with pytest.raises(QstarError, match="no preference pairs"):  # a random model solves nothing
+        run_dpo(tiny(char_model_dir, reference_chosen=False), tmp_path / "dpo", progress=False)
+    assert (tmp_path / "dpo" / "pairs.jsonl").read_text() == ""

@@ -36,7 +36,7 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
 def cmd_dpo(a: argparse.Namespace) -> None:
     from qstar.train.dpo import DPORunConfig, run_dpo
 
-    cfg = DPORunConfig(task=a.task, policy=a.policy, seed=a.seed)
+    cfg = DPORunConfig(task=a.task, policy=a.policy, seed=a.seed, reference_chosen=not a.no_reference)
     for name in ("problems", "samples", "pairs_per_problem", "beta", "lr", "epochs", "sft_weight"):
         if getattr(a, name) is not None:
             setattr(cfg, name, getattr(a, name))
@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="learning rate (default 4e-4)")
     p.add_argument("--epochs", type=float, help="epochs over the pairs (default 1)")
     p.add_argument("--sft-weight", type=float, help="weight of the chosen responses' NLL (RPO; default 6, 0: plain DPO)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="pair only the policy's own samples (no reference solution as the chosen response)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_dpo)

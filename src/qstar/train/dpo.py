@@ -8,6 +8,11 @@ one (the reference solution where the policy found none) and runs TRL's DPO with
 responses (RPO): plain DPO lowers the chosen solutions' likelihood along with the rejected ones' and cost
 the default policy up to 33 points of greedy accuracy at these sizes.
 
+Measured on arith from the shipped policy (greedy 0.650 on 200 test problems), the defaults give 9775 pairs
+(1824 with a reference solution as the chosen response), greedy 0.730, and an implicit reward whose
+lowest-reward step is the corrupted one in 63% of ``bench/credit.py``'s cases (random 27%). With
+``--no-reference`` (the policy's own samples only): greedy 0.625, 61%; the greedy gain is the references'.
+
 Resumable by phase: ``pairs.jsonl`` is written once and reused; a finished ``policy/`` is not retrained.
 ``OUT/config.json`` holds the configuration; a rerun with another one is refused.
 """
@@ -42,6 +47,9 @@ class DPORunConfig:
     pairs_per_problem: int = 3
     """pairs per problem at most, one per distinct wrong sample (on arith: ~2.4 per problem on average; the
     implicit reward finds corrupted steps more often with them than with one pair per problem)"""
+    reference_chosen: bool = True
+    """where no sample is correct, the problem's reference solution is the chosen response (False: such
+    problems give no pair, and the data is the policy's own)"""
     max_new_tokens: int = 96
     beta: float = 0.1
     lr: float = 4e-4
@@ -58,7 +66,7 @@ class DPORunConfig:
 
 def make_pairs(policy, task, problems: list, cfg: DPORunConfig, progress: bool = True) -> tuple[list[dict], dict]:
     """On-policy preference pairs: per problem, up to ``pairs_per_problem`` distinct wrong samples, each
-    against a correct sample (or the reference solution when no sample is correct)."""
+    against a correct sample (or, with ``reference_chosen``, the reference solution when none is correct)."""
     from tqdm.auto import tqdm
 
     rng = random.Random(cfg.seed)
@@ -74,6 +82,8 @@ def make_pairs(policy, task, problems: list, cfg: DPORunConfig, progress: bool =
                 texts = [o.text for o in opts]
                 right = [t for t in texts if task.is_correct(t, p)]
                 wrong = list(dict.fromkeys(t for t in texts if not task.is_correct(t, p)))
+                if not right and not cfg.reference_chosen:
+                    continue
                 for rejected in rng.sample(wrong, min(cfg.pairs_per_problem, len(wrong))):
                     chosen = rng.choice(right) if right else task.format_solution(p)
                     on_policy += bool(right)
@@ -127,7 +137,8 @@ def run_dpo(cfg: DPORunConfig, out: str | Path, progress: bool = True) -> dict:
         write_json_atomic(out / "pairs_summary.json", stats)
     pairs = [json.loads(line) for line in pairs_file.read_text().splitlines() if line.strip()]
     if not pairs:
-        raise QstarError(f"dpo: no preference pairs (every sample of {cfg.problems} problems was correct)")
+        raise QstarError(f"dpo: no preference pairs from {cfg.problems} problems (each needs a wrong sample, and "
+                         "a correct one or, unless reference_chosen is off, a reference solution)")
     if summary_file.is_file() and (out / "policy").is_dir():
         return json.loads(summary_file.read_text())
     if progress:
