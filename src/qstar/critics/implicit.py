@@ -309,12 +309,13 @@ class ImplicitRewardCritic:
         return [_sigmoid(x) for x in self.raw_scores(questions, steps)]
 
 
-def load_models(policy_dir: str | Path, ref_dir: str | Path):
-    """``(policy_model, ref_model, tokenizer)`` from two directories, after checking they share a tokenizer."""
+def load_models(policy_dir: str | Path, ref_dir: str | Path, task: str | None = None):
+    """``(policy_model, ref_model, tokenizer)`` from two directories ("default": ``task``'s shipped policy),
+    after checking they share a tokenizer."""
     from qstar.models.load import load_causal_lm
 
-    policy_model, tok = load_causal_lm(policy_dir)
-    ref_model, ref_tok = load_causal_lm(ref_dir)
+    policy_model, tok = load_causal_lm(policy_dir, task=task)
+    ref_model, ref_tok = load_causal_lm(ref_dir, task=task)
     check_same_tokenizer(tok, ref_tok, (f"policy ({policy_dir})", f"reference ({ref_dir})"))
     return policy_model, ref_model, tok
 

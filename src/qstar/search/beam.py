@@ -17,7 +17,7 @@ from typing import Literal
 
 from qstar.search.baselines import _critic
 from qstar.search.common import Critics, measure, split_cost
-from qstar.search.mcts import add_option, release_nodes, release_tree, step_seeds
+from qstar.search.mcts import add_option, release_nodes, release_tree, sample_options, step_seeds
 from qstar.search.protocols import Critic, Option, Policy, SearchResult
 from qstar.search.tree import Node, Tree
 from qstar.tasks.base import Problem, Task
@@ -76,16 +76,9 @@ def _expand(policy: Policy, states: list, cfg: BeamConfig, step: int) -> tuple[l
     """``expansions_per_beam`` options of each state (the greedy one first with ``greedy_first``), with
     repeats of a text under the same beam dropped: a copy would take a second beam slot for the same prefix.
     Returns the options kept and the dropped ones (as nodes, to release their states)."""
-    seeds = step_seeds(cfg.seed, step)
-    n_sampled = cfg.expansions_per_beam - int(cfg.greedy_first)
-    out: list[list[Option]] = [[] for _ in states]
-    if cfg.greedy_first:
-        out = [list(o) for o in policy.extend(states, 1, temperature=0.0, until="step",
-                                              max_new_tokens=cfg.max_option_tokens, seed=seeds())]
-    if n_sampled > 0:
-        got = policy.extend(states, n_sampled, temperature=cfg.temperature, until="step",
-                            max_new_tokens=cfg.max_option_tokens, seed=seeds())
-        out = [a + list(b) for a, b in zip(out, got, strict=True)]
+    n = len(states)
+    out = sample_options(policy, states, [cfg.expansions_per_beam] * n, cfg.temperature, cfg.max_option_tokens,
+                         step_seeds(cfg.seed, step), greedy=[cfg.greedy_first] * n)
     kept, dropped = [], []
     for options in out:
         seen: dict[str, Option] = {}

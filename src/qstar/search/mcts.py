@@ -265,8 +265,8 @@ def add_option(tree: Tree, parent: int, option: Option, task: Task, width: int =
     return tree.add(parent, node)
 
 
-def _sample(
-    policy: Policy, states: list, counts: list[int], cfg: MCTSConfig, seeds: Seeds,
+def sample_options(
+    policy: Policy, states: list, counts: list[int], temperature: float, max_tokens: int, seeds: Seeds,
     greedy: list[bool] | None = None,
 ) -> list[list[Option]]:
     """``counts[r]`` options of ``states[r]``: one extend call per distinct count, every tree in it. Rows
@@ -276,7 +276,7 @@ def _sample(
     first = [r for r, c in enumerate(counts) if c and greedy and greedy[r]]
     if first:
         got = policy.extend([states[r] for r in first], 1, temperature=0.0, until="step",
-                            max_new_tokens=cfg.max_option_tokens, seed=seeds())
+                            max_new_tokens=max_tokens, seed=seeds())
         for r, options in zip(first, got, strict=True):
             out[r], counts[r] = list(options), counts[r] - 1
     for n in sorted(set(counts) - {0}):
@@ -284,9 +284,9 @@ def _sample(
         got = policy.extend(
             [states[r] for r in rows],
             n,
-            temperature=cfg.temperature,
+            temperature=temperature,
             until="step",
-            max_new_tokens=cfg.max_option_tokens,
+            max_new_tokens=max_tokens,
             seed=seeds(),
         )
         for r, options in zip(rows, got, strict=True):
@@ -318,7 +318,8 @@ def _merge(
                 siblings[r].append(option.text)
         if not retry or round_ == cfg.max_resamples:
             break
-        again = _sample(policy, [parents[r] for r in retry], [1] * len(retry), cfg, seeds)
+        again = sample_options(policy, [parents[r] for r in retry], [1] * len(retry), cfg.temperature,
+                               cfg.max_option_tokens, seeds)
         offers = [(r, options[0]) for r, options in zip(retry, again, strict=True)]
     if dropped:
         policy.release([o.state for o in dropped])
@@ -335,7 +336,8 @@ def expand(
     nodes = [trees[t].nodes[i] for t, i in leaves]
     parents = [n.state for n in nodes]
     first = [cfg.greedy_first and not n.children and not n.n_merged for n in nodes]
-    samples = _sample(policy, parents, [wanted(n, cfg) for n in nodes], cfg, seeds, greedy=first)
+    samples = sample_options(policy, parents, [wanted(n, cfg) for n in nodes], cfg.temperature,
+                             cfg.max_option_tokens, seeds, greedy=first)
     siblings = [[trees[t].nodes[c].text for c in n.children] for (t, _), n in zip(leaves, nodes, strict=True)]
     kept, merged = _merge(parents, siblings, samples, policy, cfg, seeds)
     new = []

@@ -95,12 +95,12 @@ def make_pairs(policy, task, problems: list, cfg: DPORunConfig, progress: bool =
 
 
 def _check_config(out: Path, cfg: DPORunConfig) -> None:
+    from qstar.improve.config import config_differences
     from qstar.train.pretrain import write_json_atomic
 
     file = out / "config.json"
     if file.is_file():
-        saved = json.loads(file.read_text())
-        diffs = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items() if saved.get(k) != v]
+        diffs = config_differences(json.loads(file.read_text()), cfg.to_dict())
         if diffs:
             raise QstarError(f"{out} holds a dpo run with another configuration ({'; '.join(diffs)}); "
                              "rerun with its options or choose a new --out")

@@ -46,13 +46,12 @@ def _problem(a: argparse.Namespace, task):
 
 def cmd_credit(a: argparse.Namespace) -> None:
     from qstar.critics.implicit import implicit_rewards, load_models
-    from qstar.models.load import resolve_model_dir
     from qstar.tasks import get_task
     from qstar.viz.credit import write_credit_html, write_credit_png
 
     task = get_task(a.task, a.data)
     problem, solution = _problem(a, task)
-    policy, ref, tok = load_models(resolve_model_dir(a.policy, a.task), resolve_model_dir(a.ref, a.task))
+    policy, ref, tok = load_models(a.policy, a.ref, a.task)
     credit = implicit_rewards(policy, ref, tok, [task.prompt(problem)], [solution], a.beta,
                               step_delimiter=task.step_delimiter, eos=a.eos)[0]
     out = Path(a.out)
