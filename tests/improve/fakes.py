@@ -34,7 +34,18 @@ class CoinTask(ArithTask):
         return bool(solution) and ord(solution[0]) % 2 == 0
 
 
-TASKS.setdefault("coin", "tests.improve.fakes:CoinTask.from_data")  # a test-only name, so get_task finds it
+class ParityCoinTask(CoinTask):
+    """The coin task, but whether a first character is right depends on the problem too (the parity of its
+    question's length): one policy's greedy solutions are then right on some problems and wrong on others."""
+
+    name = "coin-parity"
+
+    def is_correct(self, solution: str, problem: Problem) -> bool:
+        return bool(solution) and (ord(solution[0]) + len(problem.question)) % 2 == 0
+
+
+TASKS.setdefault("coin", "tests.improve.fakes:CoinTask.from_data")  # test-only names, so get_task finds them
+TASKS.setdefault("coin-parity", "tests.improve.fakes:ParityCoinTask.from_data")
 
 
 def fake_backend(calls: list | None = None) -> CriticsBackend:

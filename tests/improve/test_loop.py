@@ -82,8 +82,41 @@ def test_a_run_writes_rows_plot_state_and_trl_data(reference):
     search = json.loads((reference / "iter-01" / "search" / "summary.json").read_text())
     assert (search["searched"], search["sampled"]) == (4, 6)  # sampling reaches past the searched problems
     assert len({r["prompt"] for r in sft}) == len(sft)  # one completion per problem (sft_per_problem=1)
+    samples = [json.loads(line)["samples"] for line in open(reference / "iter-01" / "search" / "samples.jsonl")]
+    assert all(len(s) == (1 if ord(s[0][0][0]) % 2 == 0 else 3) for s in samples)  # rejection_focus
+    assert search["sampled_beyond_greedy"] == sum(len(s) > 1 for s in samples)
     assert all(n[1] == 1 for n in starts_and_dones(reference).values())
     assert not [p for p in reference.rglob(".*") if p.name not in (".critics.work", ".lock")]  # no temporaries
+
+
+def focused(run_dir: Path, right) -> list[tuple[bool, int]]:
+    """(is the greedy solution right, how many solutions were drawn) per problem of iteration 1's samples."""
+    rows = [json.loads(line) for line in open(run_dir / "iter-01" / "search" / "samples.jsonl")]
+    return [(right(r["id"], r["samples"][0][0]), len(r["samples"])) for r in rows]
+
+
+def test_focus_samples_only_where_greedy_is_wrong(char_model_dir, tmp_path):
+    cfg = tiny_config(char_model_dir, task="coin-parity", rejection_problems=12)
+    stop = next(s for s in plan(cfg) if s.phase == "synthesise")
+    with pytest.raises(Kill):
+        run_improve(cfg, tmp_path / "run", backend=fake_backend(), hook=killer(stop, "start"), progress=False)
+    run = Run(cfg, tmp_path / "run")
+    by_id = {p.id: p for p in run.train_problems(1)}
+    drawn = focused(tmp_path / "run", lambda pid, text: run.task.is_correct(text, by_id[pid]))
+    assert {right for right, _ in drawn} == {True, False}  # both kinds occur
+    assert all(n == (1 if right else 3) for right, n in drawn)  # greedy, then 2 samples where it is wrong
+
+
+def test_without_focus_every_problem_is_sampled(char_model_dir, tmp_path):
+    stop = next(s for s in plan(tiny_config(char_model_dir)) if s.phase == "synthesise")
+    with pytest.raises(Kill):
+        run_improve(tiny_config(char_model_dir, rejection_focus=False), tmp_path / "run", backend=fake_backend(),
+                    hook=killer(stop, "start"), progress=False)
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "iter-01" / "search" / "samples.jsonl")]
+    assert len(rows) == 6 and all(len(r["samples"]) == 3 for r in rows)  # greedy + 2 samples each
+    with pytest.raises(QstarError, match="needs rejection_greedy"):
+        run_improve(tiny_config(char_model_dir, rejection_greedy=False), tmp_path / "other",
+                    backend=fake_backend(), progress=False)
 
 
 def test_resume_after_a_kill_in_each_phase(reference, char_model_dir, tmp_path):
@@ -212,3 +245,6 @@ def test_keep_by_orm_threshold_needs_no_ground_truth(char_model_dir, tmp_path):
     sft = [json.loads(line) for line in open(data / "sft.jsonl")]
     assert sft and all(r["completion"][0].isalpha() and ord(r["completion"][0]) % 2 == 0 for r in sft)
     assert summary["kept_correct"] == 1.0  # the verifier agrees with every row the ORM kept
+    # focus by the ORM's judgement: samples follow the greedy solution where the ORM is below gamma
+    drawn = focused(tmp_path / "run", lambda pid, text: RuleORM().score([""], [[text]])[0] >= 0.9)
+    assert drawn and all(n == (1 if right else 3) for right, n in drawn)

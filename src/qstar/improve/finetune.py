@@ -134,9 +134,11 @@ def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: fl
     from trl import SFTConfig, SFTTrainer
 
     with tempfile.TemporaryDirectory() as scratch, _quiet():
+        # Batches of similar length: arith rows run from 74 to 148 tokens, and padding random batches to
+        # their longest row wasted a quarter of SFT's compute (30 steps: 40 s -> 30 s).
         args = SFTConfig(output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
                          learning_rate=lr, seed=seed, data_seed=seed, completion_only_loss=True,
-                         max_length=None, **TRAINER_DEFAULTS)
+                         max_length=None, train_sampling_strategy="group_by_length", **TRAINER_DEFAULTS)
         trainer = SFTTrainer(model=model.train(), args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer)
         summary = _train(trainer)

@@ -4,7 +4,8 @@ Iteration 0 trains critics on the starting policy (unless given) and evaluates i
 
 1. ``search``: MCTS with the current critics on fresh training problems (with ``oracle_orm`` the verifier
    grades the search's rollouts: an oracle critic for data synthesis, never used on test problems), plus
-   the policy's own whole-solution samples (rejection sampling);
+   the policy's own whole-solution samples (rejection sampling: its greedy solution, then samples where
+   that is wrong);
 2. ``synthesise``: SFT rows and preference pairs (:mod:`qstar.improve.synthesise`), saved as JSONL;
 3. ``sft`` then ``dpo``: fine-tune the policy with TRL (:mod:`qstar.improve.finetune`);
 4. ``critics``: retrain value, PRM and ORM on fresh samples of the new policy (off: static critics);
@@ -299,23 +300,49 @@ def phase_search(run: Run, k: int, out: Path) -> dict:
         _write_jsonl(out / "samples.jsonl", [{"id": p.id, "samples": [[t.text, t.logprob] for t in ts]}
                                              for p, ts in zip(sampled, drawn, strict=True)])
         summary["samples_pass"] = _share(task, sampled, [[t.text for t in ts] for ts in drawn])
+        summary["sampled_beyond_greedy"] = sum(len(ts) > cfg.rejection_greedy for ts in drawn)
     return summary
 
 
 def _rejection_samples(run: Run, k: int, policy, problems: list[Problem]) -> list[list]:
-    """``rejection_samples`` whole solutions per problem, after the greedy one with ``rejection_greedy``."""
+    """Whole solutions per problem: the greedy one first (``rejection_greedy``), then ``rejection_samples``
+    samples; with ``rejection_focus`` only for the problems whose greedy solution is wrong."""
     from qstar.evaluate import evaluate
     from qstar.search.baselines import SampleConfig, greedy, sample
 
     cfg = run.cfg
     scfg = SampleConfig(n=cfg.rejection_samples, temperature=cfg.rejection_temperature,
                         max_new_tokens=cfg.max_new_tokens, seed=run.seed(k))
-    drawn = [r.candidates for r in evaluate(problems, run.task, policy, Critics(), sample, scfg,
-                                            cfg.batch_problems, run.progress)]
+    drawn: list[list] = [[] for _ in problems]
     if cfg.rejection_greedy:
         modes = evaluate(problems, run.task, policy, Critics(), greedy, scfg, cfg.batch_problems, run.progress)
-        drawn = [[m.trajectory, *ts] for m, ts in zip(modes, drawn, strict=True)]
+        drawn = [[m.trajectory] for m in modes]
+    todo = list(range(len(problems)))
+    if cfg.rejection_focus and cfg.rejection_greedy:
+        right = _judged_right(run, k, problems, [d[0].text for d in drawn])
+        todo = [i for i in todo if not right[i]]
+    results = evaluate([problems[i] for i in todo], run.task, policy, Critics(), sample, scfg,
+                       cfg.batch_problems, run.progress)
+    for i, r in zip(todo, results, strict=True):
+        drawn[i] += r.candidates
     return drawn
+
+
+def _judged_right(run: Run, k: int, problems: list[Problem], texts: list[str]) -> list[bool]:
+    """Whether each text solves its problem, as the synthesis will judge it: by the verifier, or by the
+    ORM's score reaching ``gamma`` (``keep="orm"``: no ground truth)."""
+    if run.cfg.keep == "verified":
+        return [run.task.is_correct(t, p) for t, p in zip(texts, problems, strict=True)]
+    scores = _trained_orm(run, k).score([p.question for p in problems], [[t] for t in texts])
+    return [score >= run.cfg.gamma for score in scores]
+
+
+def _trained_orm(run: Run, k: int):
+    """The ORM that judges iteration ``k``'s data with ``keep="orm"``: the one of the policy that drew it."""
+    orm = run.load_critics(k - 1).orm
+    if orm is None:
+        raise QstarError("improve: keep='orm' needs a trained ORM among the critics")
+    return orm
 
 
 def _share(task: Task, problems: list[Problem], solutions: list[list[str]]) -> float:
@@ -349,9 +376,7 @@ def _label(run: Run, k: int, searched: list) -> None:
                 item.labels = label_leaves(item.tree, lambda t, p=p: task.is_correct(t, p))
             item.sample_labels = [task.is_correct(t, p) for t in item.samples]
         return
-    orm = run.load_critics(k - 1).orm
-    if orm is None:
-        raise QstarError("improve: keep='orm' needs a trained ORM among the critics")
+    orm = _trained_orm(run, k)
     questions, texts, owners = [], [], []
     for p, item in searched:
         item.sample_labels = [None] * len(item.samples)
