@@ -331,10 +331,12 @@ def _rejection_samples(run: Run, k: int, policy, problems: list[Problem]) -> lis
 def _judged_right(run: Run, k: int, problems: list[Problem], texts: list[str]) -> list[bool]:
     """Whether each text solves its problem, as the synthesis will judge it: by the verifier, or by the
     ORM's score reaching ``gamma`` (``keep="orm"``: no ground truth)."""
+    from qstar.improve.synthesise import orm_label
+
     if run.cfg.keep == "verified":
         return [run.task.is_correct(t, p) for t, p in zip(texts, problems, strict=True)]
     scores = _trained_orm(run, k).score([p.question for p in problems], [[t] for t in texts])
-    return [score >= run.cfg.gamma for score in scores]
+    return [orm_label(score, run.cfg.gamma) is True for score in scores]
 
 
 def _trained_orm(run: Run, k: int):
