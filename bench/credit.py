@@ -23,6 +23,15 @@ score falls; the lowest score itself is reported as ``prm_top1_lowest``); otherw
 Solutions: the policy's greedy solutions that are correct when at least ``--min-policy`` of them are,
 else the reference solutions of the same problems (``source`` in the output says which; in arith a
 correct solution is written one way only, so the two coincide wherever the policy is right).
+
+Beside the corruptions, two ``natural`` sets ask the same question of real mistakes: per problem, the first
+wrong one of ``--natural-samples`` solutions sampled at temperature 1 from the DPO policy (``natural_policy``)
+or from its reference (``natural_ref``), its wrong step being the first line that leaves the reference
+solution (``ArithTask.first_wrong_step``). They are reported on their own and are not part of
+``implicit_top1``. They differ by selection: a token sampled from pi tends to be one pi likes more than
+pi_ref does (the expected log-ratio under pi is KL(pi || pi_ref) >= 0), so the DPO policy's own errors are
+biased towards positive implicit reward. ``wrong_step_positive`` is the share of cases whose wrong
+step has a positive summed reward, i.e. where the implicit reward calls the error an improvement.
 The last line is one JSON object.
 """
 
@@ -39,6 +48,7 @@ import torch
 
 STEP_RE = re.compile(r"^(\d+)([+\-*])(\d+)=(-?\d+)\n?$")
 VARIANTS = ("carry", "local")
+"""the corruptions that ``implicit_top1`` counts; ``natural`` (the policy's own errors) is reported apart"""
 
 
 @dataclass
@@ -102,20 +112,44 @@ def correct_solutions(policy_dir: str, task, problems, n_min: int) -> tuple[list
     return [(p, task.format_solution(p)) for p in problems], "reference", info
 
 
-def implicit_picks(policy_dir: str, ref_dir: str, task, cases: list[Case], beta: float) -> tuple[list[int], list[int]]:
-    """Per case: the step with the lowest summed reward, and the step holding the lowest-reward token."""
+def natural_cases(policy_dir: str, task, problems, samples: int, seed: int, variant: str) -> list[Case]:
+    """Per problem, the first of ``samples`` solutions (temperature 1) that finishes with a wrong step in it."""
+    from qstar.evaluate import load_policy
+    from qstar.search.baselines import split_steps
+
+    policy, cases = load_policy(policy_dir, task), []
+    for i in range(0, len(problems), 64):
+        chunk = problems[i : i + 64]
+        roots = policy.root([task.prompt(p) for p in chunk])
+        options = policy.extend(roots, samples, temperature=1.0, until="end", max_new_tokens=96, seed=seed + i)
+        policy.release(roots)
+        for p, opts in zip(chunk, options, strict=True):
+            for o in opts:
+                k = task.first_wrong_step(o.text, p)
+                steps = split_steps(o.text, task.step_delimiter)
+                if task.is_terminal(o.text) and k is not None and k < len(steps):
+                    cases.append(Case(p.question, task.prompt(p), steps, k, variant))
+                    break
+    return cases
+
+
+def implicit_picks(policy_dir: str, ref_dir: str, task, cases: list[Case],
+                   beta: float) -> tuple[list[int], list[int], list[float]]:
+    """Per case: the step with the lowest summed reward, the step holding the lowest-reward token, and the
+    wrong step's summed reward."""
     from qstar.critics.implicit import implicit_rewards, load_models
 
     pi, ref, tok = load_models(policy_dir, ref_dir)
     credits = implicit_rewards(pi, ref, tok, [c.prompt for c in cases], ["".join(c.steps) for c in cases], beta,
                                step_delimiter=task.step_delimiter)
-    by_step, by_token = [], []
+    by_step, by_token, at_wrong = [], [], []
     for c, cr in zip(cases, credits, strict=True):
         assert cr.steps == c.steps, (cr.steps, c.steps)
         sums = cr.step_rewards()
         by_step.append(min(range(len(sums)), key=lambda s: sums[s]))
         by_token.append(cr.step_of[min(range(len(cr.rewards)), key=lambda i: cr.rewards[i])])
-    return by_step, by_token
+        at_wrong.append(sums[c.wrong])
+    return by_step, by_token, at_wrong
 
 
 def prm_picks(critics_dir: str | None, cases: list[Case]) -> tuple[list[int] | None, list[int] | None, str]:
@@ -157,6 +191,8 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=200, help="correct solutions to corrupt (at most)")
     ap.add_argument("--min-policy", type=int, default=50, help="fewest correct greedy solutions to use the policy's")
     ap.add_argument("--critics", help="directory of trained critics holding a PRM (qstar.critics)")
+    ap.add_argument("--natural-samples", type=int, default=4,
+                    help="solutions sampled per problem for the natural-error sets (0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the per-case records as JSON here")
     args = ap.parse_args()
@@ -174,35 +210,45 @@ def main() -> None:
             got = corrupt(s, rng, variant)
             if got is not None:
                 cases.append(Case(p.question, task.prompt(p), got[0], got[1], variant))
-    print(f"solutions: {source} ({info}); {len(cases)} corrupted cases", flush=True)
+    n_corrupted = len(cases)
+    if args.natural_samples:
+        for variant, sampler in (("natural_policy", args.policy), ("natural_ref", args.ref)):
+            cases += natural_cases(sampler, task, problems, args.natural_samples, args.seed, variant)
+    print(f"solutions: {source} ({info}); {n_corrupted} corrupted cases, {len(cases) - n_corrupted} natural",
+          flush=True)
 
-    by_step, by_token = implicit_picks(args.policy, args.ref, task, cases, args.beta)
+    by_step, by_token, at_wrong = implicit_picks(args.policy, args.ref, task, cases, args.beta)
     drop, lowest, prm_note = prm_picks(args.critics, cases)
 
+    def chosen(variant: str | None) -> list[int]:
+        """Indices of the cases a figure covers: one variant, or (None) every corruption."""
+        return [i for i, c in enumerate(cases) if c.variant == variant or (variant is None and c.variant in VARIANTS)]
+
     def top1(picks: list[int] | None, variant: str | None) -> float | None:
-        if picks is None:
-            return None
-        rows = [(c, k) for c, k in zip(cases, picks, strict=True) if variant in (None, c.variant)]
-        return sum(c.wrong == k for c, k in rows) / len(rows)
+        rows = chosen(variant)
+        return None if picks is None or not rows else sum(cases[i].wrong == picks[i] for i in rows) / len(rows)
 
     def figures(variant: str | None) -> dict:
-        rows = [c for c in cases if variant in (None, c.variant)]
+        rows = chosen(variant)
+        n = max(1, len(rows))
         return {"implicit_top1": top1(by_step, variant), "prm_top1": top1(drop, variant),
-                "random_top1": sum(1 / len(c.steps) for c in rows) / len(rows),
+                "random_top1": sum(1 / len(cases[i].steps) for i in rows) / n,
                 "implicit_top1_min_token": top1(by_token, variant), "prm_top1_lowest": top1(lowest, variant),
-                "n": len(rows)}
+                "wrong_step_positive": sum(at_wrong[i] > 0 for i in rows) / n, "n": len(rows)}
 
-    result = {**figures(None), **{v: figures(v) for v in VARIANTS}, "source": source, "solutions": info,
+    shown = (*VARIANTS, "natural_policy", "natural_ref") if len(cases) > n_corrupted else VARIANTS
+    result = {**figures(None), **{v: figures(v) for v in shown}, "source": source, "solutions": info,
               "prm": prm_note, "policy": args.policy, "ref": args.ref, "beta": args.beta,
               "wall_s": round(time.perf_counter() - t0, 1)}
-    for v in (None, *VARIANTS):
+    for v in (None, *shown):
         f = figures(v)
         fmt = lambda x: "  null" if x is None else f"{x:6.3f}"  # noqa: E731
-        print(f"{v or 'all':6s} n={f['n']:4d}  implicit {fmt(f['implicit_top1'])}  (min token "
+        print(f"{v or 'all':14s} n={f['n']:4d}  implicit {fmt(f['implicit_top1'])}  (min token "
               f"{fmt(f['implicit_top1_min_token'])})  prm {fmt(f['prm_top1'])}  (lowest {fmt(f['prm_top1_lowest'])})"
-              f"  random {fmt(f['random_top1'])}")
+              f"  random {fmt(f['random_top1'])}  wrong step > 0 {fmt(f['wrong_step_positive'])}")
     if args.out:
         records = [{"variant": c.variant, "question": c.question, "steps": c.steps, "wrong": c.wrong, "implicit": k, "min_token": t,
+                    "wrong_step_reward": at_wrong[i],
                     "prm": None if drop is None else drop[i]}
                    for i, (c, k, t) in enumerate(zip(cases, by_step, by_token, strict=True))]
         with open(args.out, "w") as f:

@@ -3,6 +3,7 @@ import pytest
 from qstar.errors import QstarError
 from qstar.tasks import get_task
 from qstar.tasks.arith import ArithConfig, ArithTask
+from qstar.tasks.base import Problem
 
 
 def test_deterministic_for_a_seed_and_different_across_seeds():
@@ -64,6 +65,17 @@ def test_grading_by_hand():
     assert not task.is_correct("no answer", p)
     assert task.extract_answer("#### 1\n#### 2") == "2"  # the last final line counts
 
+
+def test_first_wrong_step_is_where_a_solution_leaves_the_reference():
+    task = ArithTask()
+    p = Problem(id="x", question="Ann has 23 pens. She buys 15. She loses 9. How many now?", answer="29",
+                solution="23+15=38\n38-9=29\n#### 29")
+    assert task.first_wrong_step("23+15=38\n38-9=29\n#### 29", p) is None
+    assert task.first_wrong_step("23+15=38\n38-9=29", p) is None  # unfinished, nothing written is wrong
+    assert task.first_wrong_step("23+15=37\n37-9=28\n#### 28", p) == 0  # arithmetic, carried on
+    assert task.first_wrong_step("23+15=38\n38-8=30\n#### 30", p) == 1  # operand misread
+    assert task.first_wrong_step("23+15=38\n38-9=29\n29+1=30\n#### 30", p) == 2  # a step too many
+    assert task.first_wrong_step("23+15=38\n38-9=29\n#### 28", p) == 2  # only the answer line
 
 def test_errors():
     with pytest.raises(QstarError, match="no --data"):

@@ -155,6 +155,20 @@ class ArithTask:
     def is_correct(self, solution: str, problem: Problem) -> bool:
         return self.extract_answer(solution) == problem.answer
 
+    def first_wrong_step(self, solution: str, problem: Problem) -> int | None:
+        """Index of the first step (line) of ``solution`` that is wrong, or None when none is.
+
+        An arith problem has exactly one correct solution text (each step applies the question's next
+        operation to the previous result), so the first wrong step is the first line that differs from the
+        reference solution's: a step-level label that needs no rollouts, for measuring how well a critic
+        locates a policy's own errors. A solution that stops early without a wrong line has none.
+        """
+        reference = self.format_solution(problem).split("\n")
+        for i, line in enumerate(solution.split("\n")):
+            if i >= len(reference) or line != reference[i]:
+                return i
+        return None
+
     def to_dict(self) -> dict:
         return {"name": self.name, **asdict(self.config)}
 
