@@ -1,4 +1,4 @@
-"""Does the implicit reward point at the wrong step? Token-level credit assignment on corrupted solutions.
+"""Does the implicit reward point at the wrong step? Token-level credit on corrupted solutions and on real errors.
 
     .venv/bin/python bench/credit.py --policy DPO_DIR --ref REF_DIR [--beta 0.1] [--cases 200] [--critics DIR]
 
