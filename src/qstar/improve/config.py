@@ -71,7 +71,7 @@ class ImproveConfig:
     SFT gains here are bounded by how many verified rows it sees. Greedy accuracy over 3 iterations on the
     shipped arith policy: 1536 problems (~1250 rows) no rise, 3072 (~2500 rows) +4 points (these two before
     ``rejection_focus`` and the current SFT rate), 6144 (~5400 rows) +9.5 in 34 minutes, and 5632 (~4950
-    rows) +9.5 in 28 minutes: this default keeps the run inside 30 minutes on two cores"""
+    rows) +9.5 in 28 minutes sharing the machine, 26 alone: this default keeps the run inside 30 minutes on two cores"""
     rejection_focus: bool = True
     """draw the samples only for problems whose greedy solution is wrong (difficulty-aware rejection
     sampling, as in DART-Math): a problem greedy solves contributes its greedy solution, which samples would
