@@ -92,18 +92,23 @@ def corrupt(solution: str, rng: random.Random, variant: str) -> tuple[list[str],
     return steps, k
 
 
-def correct_solutions(policy_dir: str, task, problems, n_min: int) -> tuple[list[tuple], str, dict]:
-    """``(problem, solution)`` pairs: the policy's correct greedy solutions if at least ``n_min`` are correct,
-    else every problem's reference solution."""
-    from qstar.evaluate import load_policy
-
-    policy = load_policy(policy_dir, task)
-    texts = []
+def draw(policy, task, problems, n: int, temperature: float, seed: int | None = None) -> list[list[str]]:
+    """``n`` whole solutions per problem (temperature 0: the greedy one), 64 problems per ``extend`` call."""
+    texts: list[list[str]] = []
     for i in range(0, len(problems), 64):
         chunk = problems[i : i + 64]
         roots = policy.root([task.prompt(p) for p in chunk])
-        texts += [o[0].text for o in policy.extend(roots, 1, temperature=0.0, until="end", max_new_tokens=96)]
+        options = policy.extend(roots, n, temperature=temperature, until="end", max_new_tokens=96,
+                                seed=None if seed is None else seed + i)
         policy.release(roots)
+        texts += [[o.text for o in opts] for opts in options]
+    return texts
+
+
+def correct_solutions(policy, task, problems, n_min: int) -> tuple[list[tuple], str, dict]:
+    """``(problem, solution)`` pairs: the policy's correct greedy solutions if at least ``n_min`` are correct,
+    else every problem's reference solution."""
+    texts = [ts[0] for ts in draw(policy, task, problems, 1, 0.0)]
     ok = [task.is_correct(t, p) for t, p in zip(texts, problems, strict=True)]
     same = sum(t.strip() == task.format_solution(p).strip() for t, p, o in zip(texts, problems, ok, strict=True) if o)
     info = {"policy_greedy_correct": sum(ok), "of": len(problems), "correct_equal_to_reference": same}
@@ -112,24 +117,18 @@ def correct_solutions(policy_dir: str, task, problems, n_min: int) -> tuple[list
     return [(p, task.format_solution(p)) for p in problems], "reference", info
 
 
-def natural_cases(policy_dir: str, task, problems, samples: int, seed: int, variant: str) -> list[Case]:
+def natural_cases(policy, task, problems, samples: int, seed: int, variant: str) -> list[Case]:
     """Per problem, the first of ``samples`` solutions (temperature 1) that finishes with a wrong step in it."""
-    from qstar.evaluate import load_policy
     from qstar.search.baselines import split_steps
 
-    policy, cases = load_policy(policy_dir, task), []
-    for i in range(0, len(problems), 64):
-        chunk = problems[i : i + 64]
-        roots = policy.root([task.prompt(p) for p in chunk])
-        options = policy.extend(roots, samples, temperature=1.0, until="end", max_new_tokens=96, seed=seed + i)
-        policy.release(roots)
-        for p, opts in zip(chunk, options, strict=True):
-            for o in opts:
-                k = task.first_wrong_step(o.text, p)
-                steps = split_steps(o.text, task.step_delimiter)
-                if task.is_terminal(o.text) and k is not None and k < len(steps):
-                    cases.append(Case(p.question, task.prompt(p), steps, k, variant))
-                    break
+    cases = []
+    for p, texts in zip(problems, draw(policy, task, problems, samples, 1.0, seed), strict=True):
+        for text in texts:
+            k = task.first_wrong_step(text, p)
+            steps = split_steps(text, task.step_delimiter)
+            if task.is_terminal(text) and k is not None and k < len(steps):
+                cases.append(Case(p.question, task.prompt(p), steps, k, variant))
+                break
     return cases
 
 
@@ -197,12 +196,14 @@ def main() -> None:
     ap.add_argument("--out", help="write the per-case records as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    from qstar.evaluate import load_policy
     from qstar.tasks import get_task
 
     t0 = time.perf_counter()
     task = get_task("arith")
     problems = task.problems("test", args.cases)
-    kept, source, info = correct_solutions(args.policy, task, problems, args.min_policy)
+    policy = load_policy(args.policy, task)  # the DPO policy: its greedy solutions, then its own errors
+    kept, source, info = correct_solutions(policy, task, problems, args.min_policy)
     cases = []
     for variant in VARIANTS:
         rng = random.Random(f"{args.seed}/{variant}")
@@ -212,7 +213,7 @@ def main() -> None:
                 cases.append(Case(p.question, task.prompt(p), got[0], got[1], variant))
     n_corrupted = len(cases)
     if args.natural_samples:
-        for variant, sampler in (("natural_policy", args.policy), ("natural_ref", args.ref)):
+        for variant, sampler in (("natural_policy", policy), ("natural_ref", load_policy(args.ref, task))):
             cases += natural_cases(sampler, task, problems, args.natural_samples, args.seed, variant)
     print(f"solutions: {source} ({info}); {n_corrupted} corrupted cases, {len(cases) - n_corrupted} natural",
           flush=True)
