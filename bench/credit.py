@@ -20,6 +20,12 @@ PRM (``qstar.critics``), ``prm_top1`` picks the step whose prefix score drops mo
 it (the PRM labels a prefix by whether it can still end correct, so the first wrong step is where the
 score falls; the lowest score itself is reported as ``prm_top1_lowest``); otherwise it is null, with why.
 
+Two likelihood controls ask what the implicit reward adds to plain surprise: ``ref_logp_top1`` picks the step
+the reference finds least likely (summed log pi_ref, no DPO needed) and ``policy_logp_top1`` the same under pi.
+A corrupted digit is unlikely under both models, so they find a ``carry`` error almost always; in ``local``
+the next step is unlikely too (two surprises: it starts from a number the text never wrote, and its result
+follows from that number), so they pick it instead, and the ratio pi / pi_ref is what can tell the two apart.
+
 Solutions: the policy's greedy solutions that are correct when at least ``--min-policy`` of them are,
 else the reference solutions of the same problems (``source`` in the output says which; in arith a
 correct solution is written one way only, so the two coincide wherever the policy is right).
@@ -132,23 +138,34 @@ def natural_cases(policy, task, problems, samples: int, seed: int, variant: str)
     return cases
 
 
-def implicit_picks(policy_dir: str, ref_dir: str, task, cases: list[Case],
-                   beta: float) -> tuple[list[int], list[int], list[float]]:
-    """Per case: the step with the lowest summed reward, the step holding the lowest-reward token, and the
-    wrong step's summed reward."""
+def lowest_step(cr, values: list[float]) -> int:
+    """The step whose tokens' ``values`` (one per token of ``cr``) sum lowest."""
+    sums = [0.0] * len(cr.steps)
+    for s, v in zip(cr.step_of, values, strict=True):
+        sums[s] += v
+    return min(range(len(sums)), key=lambda s: sums[s])
+
+
+def implicit_picks(policy_dir: str, ref_dir: str, task, cases: list[Case], beta: float) -> tuple[dict, list[float]]:
+    """Per case, the step each rule picks, and the wrong step's summed implicit reward. The rules: ``implicit``
+    (lowest summed reward), ``min_token`` (the step holding the lowest-reward token) and two likelihood controls
+    that need no DPO: ``ref_logp`` (the step the reference finds least likely, summed log pi_ref) and
+    ``policy_logp`` (the same under pi; the paper's Q view, reward + beta * log pi_ref = beta * log pi)."""
     from qstar.critics.implicit import implicit_rewards, load_models
 
     pi, ref, tok = load_models(policy_dir, ref_dir)
     credits = implicit_rewards(pi, ref, tok, [c.prompt for c in cases], ["".join(c.steps) for c in cases], beta,
                                step_delimiter=task.step_delimiter)
-    by_step, by_token, at_wrong = [], [], []
+    picks: dict[str, list[int]] = {"implicit": [], "min_token": [], "ref_logp": [], "policy_logp": []}
+    at_wrong = []
     for c, cr in zip(cases, credits, strict=True):
         assert cr.steps == c.steps, (cr.steps, c.steps)
-        sums = cr.step_rewards()
-        by_step.append(min(range(len(sums)), key=lambda s: sums[s]))
-        by_token.append(cr.step_of[min(range(len(cr.rewards)), key=lambda i: cr.rewards[i])])
-        at_wrong.append(sums[c.wrong])
-    return by_step, by_token, at_wrong
+        picks["implicit"].append(lowest_step(cr, cr.rewards))
+        picks["min_token"].append(cr.step_of[min(range(len(cr.rewards)), key=lambda i: cr.rewards[i])])
+        picks["ref_logp"].append(lowest_step(cr, cr.logp_ref))
+        picks["policy_logp"].append(lowest_step(cr, cr.logp_policy))
+        at_wrong.append(cr.step_rewards()[c.wrong])
+    return picks, at_wrong
 
 
 def prm_picks(critics_dir: str | None, cases: list[Case]) -> tuple[list[int] | None, list[int] | None, str]:
@@ -218,7 +235,7 @@ def main() -> None:
     print(f"solutions: {source} ({info}); {n_corrupted} corrupted cases, {len(cases) - n_corrupted} natural",
           flush=True)
 
-    by_step, by_token, at_wrong = implicit_picks(args.policy, args.ref, task, cases, args.beta)
+    picks, at_wrong = implicit_picks(args.policy, args.ref, task, cases, args.beta)
     drop, lowest, prm_note = prm_picks(args.critics, cases)
 
     def chosen(variant: str | None) -> list[int]:
@@ -232,9 +249,11 @@ def main() -> None:
     def figures(variant: str | None) -> dict:
         rows = chosen(variant)
         n = max(1, len(rows))
-        return {"implicit_top1": top1(by_step, variant), "prm_top1": top1(drop, variant),
+        return {"implicit_top1": top1(picks["implicit"], variant), "prm_top1": top1(drop, variant),
                 "random_top1": sum(1 / len(cases[i].steps) for i in rows) / n,
-                "implicit_top1_min_token": top1(by_token, variant), "prm_top1_lowest": top1(lowest, variant),
+                "implicit_top1_min_token": top1(picks["min_token"], variant), "prm_top1_lowest": top1(lowest, variant),
+                "ref_logp_top1": top1(picks["ref_logp"], variant),
+                "policy_logp_top1": top1(picks["policy_logp"], variant),
                 "wrong_step_positive": sum(at_wrong[i] > 0 for i in rows) / n, "n": len(rows)}
 
     shown = (*VARIANTS, "natural_policy", "natural_ref") if len(cases) > n_corrupted else VARIANTS
@@ -246,12 +265,14 @@ def main() -> None:
         fmt = lambda x: "  null" if x is None else f"{x:6.3f}"  # noqa: E731
         print(f"{v or 'all':14s} n={f['n']:4d}  implicit {fmt(f['implicit_top1'])}  (min token "
               f"{fmt(f['implicit_top1_min_token'])})  prm {fmt(f['prm_top1'])}  (lowest {fmt(f['prm_top1_lowest'])})"
+              f"  log pi_ref {fmt(f['ref_logp_top1'])}  log pi {fmt(f['policy_logp_top1'])}"
               f"  random {fmt(f['random_top1'])}  wrong step > 0 {fmt(f['wrong_step_positive'])}")
     if args.out:
-        records = [{"variant": c.variant, "question": c.question, "steps": c.steps, "wrong": c.wrong, "implicit": k, "min_token": t,
+        records = [{"variant": c.variant, "question": c.question, "steps": c.steps, "wrong": c.wrong,
+                    **{rule: picks[rule][i] for rule in picks},
                     "wrong_step_reward": at_wrong[i],
                     "prm": None if drop is None else drop[i]}
-                   for i, (c, k, t) in enumerate(zip(cases, by_step, by_token, strict=True))]
+                   for i, c in enumerate(cases)]
         with open(args.out, "w") as f:
             json.dump({"summary": result, "cases": records}, f, indent=1)
     print(json.dumps(result))

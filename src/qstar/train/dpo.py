@@ -54,6 +54,9 @@ class DPORunConfig:
     beta: float = 0.1
     lr: float = 4e-4
     epochs: float = 1.0
+    """passes over the pairs. Longer training sharpens the policy: on arith, 2 and 3 epochs raised greedy to
+    0.785 and 0.825 and bench/credit's ``carry`` figure to 0.83 and 0.87, but lowered ``local`` (0.49, 0.39),
+    where the step after the corruption is the surprising one; implicit_top1 0.659 and 0.630 against 0.630"""
     batch_size: int = 16
     sft_weight: float = 6.0
     """weight of the chosen responses' NLL in the loss (RPO); 0: plain DPO. On arith at lr 1e-4, weight 1
