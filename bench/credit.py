@@ -138,11 +138,8 @@ def natural_cases(policy, task, problems, samples: int, seed: int, variant: str)
     return cases
 
 
-def lowest_step(cr, values: list[float]) -> int:
-    """The step whose tokens' ``values`` (one per token of ``cr``) sum lowest."""
-    sums = [0.0] * len(cr.steps)
-    for s, v in zip(cr.step_of, values, strict=True):
-        sums[s] += v
+def lowest(sums: list[float]) -> int:
+    """Index of the smallest per-step sum."""
     return min(range(len(sums)), key=lambda s: sums[s])
 
 
@@ -160,11 +157,12 @@ def implicit_picks(policy_dir: str, ref_dir: str, task, cases: list[Case], beta:
     at_wrong = []
     for c, cr in zip(cases, credits, strict=True):
         assert cr.steps == c.steps, (cr.steps, c.steps)
-        picks["implicit"].append(lowest_step(cr, cr.rewards))
+        sums = cr.step_rewards()
+        picks["implicit"].append(lowest(sums))
         picks["min_token"].append(cr.step_of[min(range(len(cr.rewards)), key=lambda i: cr.rewards[i])])
-        picks["ref_logp"].append(lowest_step(cr, cr.logp_ref))
-        picks["policy_logp"].append(lowest_step(cr, cr.logp_policy))
-        at_wrong.append(cr.step_rewards()[c.wrong])
+        picks["ref_logp"].append(lowest(cr.step_sums(cr.logp_ref)))
+        picks["policy_logp"].append(lowest(cr.step_sums(cr.logp_policy)))
+        at_wrong.append(sums[c.wrong])
     return picks, at_wrong
 
 

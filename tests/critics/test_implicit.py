@@ -79,10 +79,13 @@ def test_step_sums_add_up_to_the_total_and_tokens_rebuild_the_text(char_model_di
         assert "".join(c.tokens) == c.solution and "".join(c.steps) == c.solution
         assert sum(c.step_rewards()) == pytest.approx(c.total, abs=1e-12)
         assert c.total == pytest.approx(BETA * (sum(c.logp_policy) - sum(c.logp_ref)), abs=1e-9)
+        assert sum(c.step_sums(c.logp_ref)) == pytest.approx(sum(c.logp_ref), abs=1e-9)
     c = implicit_rewards(pi, ref, tok, PROMPTS[:1], SOLUTIONS[:1], BETA)[0]
     assert c.steps == ["23+15=38\n", "38-9=29\n", "#### 29"]
     # one token per character here: step k holds exactly its own characters
     assert c.step_of == [0] * 9 + [1] * 8 + [2] * 7
+    lr = c.logp_ref
+    assert c.step_sums(lr) == pytest.approx([sum(lr[:9]), sum(lr[9:17]), sum(lr[17:])], abs=1e-9)
 
 
 def test_batched_equals_one_by_one(char_model_dir, char_ref_dir):

@@ -77,6 +77,7 @@ def test_first_wrong_step_is_where_a_solution_leaves_the_reference():
     assert task.first_wrong_step("23+15=38\n38-9=29\n29+1=30\n#### 30", p) == 2  # a step too many
     assert task.first_wrong_step("23+15=38\n38-9=29\n#### 28", p) == 2  # only the answer line
 
+
 def test_errors():
     with pytest.raises(QstarError, match="no --data"):
         get_task("arith", "file.jsonl")

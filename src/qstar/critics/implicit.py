@@ -70,9 +70,13 @@ class TokenCredit:
 
     def step_rewards(self) -> list[float]:
         """The sum of the rewards of each step's tokens (0 for a step that holds no token's first character)."""
+        return self.step_sums(self.rewards)
+
+    def step_sums(self, values: list[float]) -> list[float]:
+        """Per step, the sum of a per-token list (``rewards``, ``logp_policy``, ``logp_ref``) over its tokens."""
         sums = [0.0] * len(self.steps)
-        for s, r in zip(self.step_of, self.rewards, strict=True):
-            sums[s] += r
+        for s, v in zip(self.step_of, values, strict=True):
+            sums[s] += v
         return sums
 
     @property
