@@ -3,6 +3,7 @@
 import argparse
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -110,6 +111,8 @@ def test_bad_input_is_a_clear_error(char_model_dir, tmp_path):
     train_critics(char_model_dir, "arith", tmp_path / "d", _tiny())
     with pytest.raises(QstarError, match="another configuration"):
         train_critics(char_model_dir, "arith", tmp_path / "d", CriticTrainConfig.quick())
+    again = train_critics(char_model_dir, "arith", tmp_path / "d", replace(_tiny(), threads=2))
+    assert again["phases"] == {}  # threads change speed, not results: the finished run is resumed, not refused
 
 
 def test_cli_help_states_the_config_defaults():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from qstar.errors import QstarError
+from qstar.improve.config import check_config
 from qstar.improve.loop import Run, Step, plan, run_improve
 from qstar.search.mcts import MCTSConfig
 from tests.conftest import ROOT
@@ -190,6 +191,18 @@ def test_more_iterations_continue_a_finished_run(reference, char_model_dir, tmp_
     assert (out / "iter-01" / "dpo" / "summary.json").stat().st_mtime_ns == before
     assert calls == [(str(out / "iter-02" / "dpo"), 2)]  # only the new iteration's critics were trained
     assert json.loads((out / "config.json").read_text())["iterations"] == 2
+
+
+def test_a_rerun_may_change_threads_only(reference, char_model_dir):
+    """Threads change how fast a run goes, not what it computes: resuming with another count is allowed, and
+    the refusal of another configuration does not list them."""
+    run = Run(tiny_config(char_model_dir, threads=2), reference)
+    run.open()
+    run.close()
+    with pytest.raises(QstarError, match=r"configuration \(sft_lr: 0.001 -> 0.002\); rerun"):
+        Run(tiny_config(char_model_dir, threads=1, sft_lr=2e-3), reference).open()
+    with pytest.raises(QstarError, match="threads must be at least 1"):
+        check_config(tiny_config(char_model_dir, threads=0))
 
 
 def test_a_run_with_another_config_is_refused(reference, char_model_dir, tmp_path):

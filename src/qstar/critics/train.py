@@ -85,8 +85,9 @@ class CriticTrainConfig:
     """held-out problems (train split, another seed stream) for report.json; 0 skips the report"""
     seed: int = 0
     """seed of the problem streams, the sampler and the training order"""
-    threads: int = 1
-    """torch CPU threads: on two shared cores, two threads that wait for each other run slower than one"""
+    threads: int | None = None
+    """torch CPU threads; None keeps the process's setting (torch's default: one per core). Set 1 when another
+    job shares the cores: OpenMP threads that spin-wait for a busy core make two slower than one"""
 
     @classmethod
     def quick(cls) -> CriticTrainConfig:
@@ -109,7 +110,7 @@ def check_config(cfg: CriticTrainConfig) -> None:
     d = cfg.data
     positive = {"--problems": cfg.problems, "--samples-per-problem": d.samples_per_problem,
                 "batch_size": cfg.batch_size, "max_steps": d.max_steps, "chunk_problems": d.chunk_problems,
-                "threads": cfg.threads}
+                "threads": 1 if cfg.threads is None else cfg.threads}
     for name, value in positive.items():
         if value < 1:
             raise QstarError(f"train-critics: {name} must be at least 1, got {value}")
@@ -262,7 +263,8 @@ def _start(out: Path, cfg: CriticTrainConfig, policy_dir: Path, task: Task) -> N
     saved = {"policy": str(Path(policy_dir).resolve()), "task": task.name, **cfg.to_dict()}
     path = out / "critics_config.json"
     if path.is_file():
-        if json.loads(path.read_text()) != saved:
+        old = json.loads(path.read_text())
+        if {**old, "threads": None} != {**saved, "threads": None}:  # threads change speed, not results
             raise QstarError(f"{out} holds a critics run with another configuration; choose a new --out")
         return
     out.mkdir(parents=True, exist_ok=True)
@@ -288,7 +290,7 @@ def train_critics(policy_dir: str | Path, task: Task | str, out: str | Path, cfg
     out = Path(out)
     _start(out, cfg, policy_dir, task)
     threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or threads)
     policy, phases = None, {}
 
     def get_policy():

@@ -74,7 +74,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--simulations", type=int, help="MCTS simulations per training problem")
     p.add_argument("--rejection-samples", type=int, help="policy samples per training problem (0: MCTS data only)")
     p.add_argument("--eval-limit", type=int, help="evaluate on the first K test problems (default: all)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: one per core; 1 when sharing the cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of problems, samplers and trainers")
     p.add_argument("--options", type=json_dict, default={}, help="JSON object of further ImproveConfig fields")
     p.add_argument("--quiet", action="store_true", help="no progress output")

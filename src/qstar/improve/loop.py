@@ -508,7 +508,7 @@ def run_improve(cfg: ImproveConfig, out: str | Path, *, backend: CriticsBackend 
     check_config(cfg)
     run = Run(cfg, out, backend, hook, progress)
     threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or threads)
     try:
         run.open()
         with _no_loading_bars():
