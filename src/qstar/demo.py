@@ -4,7 +4,7 @@ Starts from the shipped default policy (``qstar pretrain`` with the default conf
 with the command in its README, or pass ``--pretrain`` to retrain it here first, resuming if killed),
 trains its critics, then runs two iterations of search -> synthesise -> SFT + DPO -> retrain critics ->
 evaluate (greedy, self-consistency and MCTS on held-out test problems), at a size that finishes in about
-8 minutes on two CPU cores (greedy 0.62 -> 0.65 -> 0.72 on its 100 test problems; with 512 problems per
+5 minutes on two CPU cores (greedy 0.62 -> 0.65 -> 0.72 on its 100 test problems; with 512 problems per
 iteration the policy saw too few rows and lost 4 points). Killed at any moment, the same command continues
 where it stopped.
 """
