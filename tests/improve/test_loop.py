@@ -193,14 +193,19 @@ def test_more_iterations_continue_a_finished_run(reference, char_model_dir, tmp_
     assert json.loads((out / "config.json").read_text())["iterations"] == 2
 
 
-def test_a_rerun_may_change_threads_only(reference, char_model_dir):
+def test_a_rerun_may_change_threads_only(reference, char_model_dir, tmp_path):
     """Threads change how fast a run goes, not what it computes: resuming with another count is allowed, and
     the refusal of another configuration does not list them."""
-    run = Run(tiny_config(char_model_dir, threads=2), reference)
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    run = Run(tiny_config(char_model_dir, threads=2), out)
     run.open()
     run.close()
+    assert json.loads((out / "config.json").read_text())["threads"] == 2
     with pytest.raises(QstarError, match=r"configuration \(sft_lr: 0.001 -> 0.002\); rerun"):
-        Run(tiny_config(char_model_dir, threads=1, sft_lr=2e-3), reference).open()
+        Run(tiny_config(char_model_dir, threads=1, sft_lr=2e-3), out).open()
     with pytest.raises(QstarError, match="threads must be at least 1"):
         check_config(tiny_config(char_model_dir, threads=0))
 

@@ -12,7 +12,7 @@ from qstar.search.mcts import MCTSConfig
 FINETUNE_MODES = ("sft+dpo", "sft", "dpo")
 KEEP_MODES = ("verified", "orm")
 CRITIC_OPTIONS = {"problems": 64, "steps": 50, "report_problems": 0}
-GROWABLE = ("iterations", "threads")
+RERUN_MAY_CHANGE = ("iterations", "threads")
 """fields a rerun may change: more iterations continue a finished run where it stopped; threads change only
 how fast it runs"""
 
@@ -207,5 +207,5 @@ def check_config(cfg: ImproveConfig) -> None:
 
 def config_differences(saved: dict, wanted: dict) -> list[str]:
     """Fields (other than the growable ones) whose values differ, as ``name: saved -> wanted``."""
-    names = sorted((set(saved) | set(wanted)) - set(GROWABLE))
+    names = sorted((set(saved) | set(wanted)) - set(RERUN_MAY_CHANGE))
     return [f"{n}: {saved.get(n)!r} -> {wanted.get(n)!r}" for n in names if saved.get(n) != wanted.get(n)]
