@@ -138,9 +138,9 @@ def natural_cases(policy, task, problems, samples: int, seed: int, variant: str)
     return cases
 
 
-def lowest(sums: list[float]) -> int:
-    """Index of the smallest per-step sum."""
-    return min(range(len(sums)), key=lambda s: sums[s])
+def lowest(values: list[float]) -> int:
+    """Index of the smallest value (the first one on a tie)."""
+    return min(range(len(values)), key=lambda i: values[i])
 
 
 def implicit_picks(policy_dir: str, ref_dir: str, task, cases: list[Case], beta: float) -> tuple[dict, list[float]]:
@@ -159,7 +159,7 @@ def implicit_picks(policy_dir: str, ref_dir: str, task, cases: list[Case], beta:
         assert cr.steps == c.steps, (cr.steps, c.steps)
         sums = cr.step_rewards()
         picks["implicit"].append(lowest(sums))
-        picks["min_token"].append(cr.step_of[min(range(len(cr.rewards)), key=lambda i: cr.rewards[i])])
+        picks["min_token"].append(cr.step_of[lowest(cr.rewards)])
         picks["ref_logp"].append(lowest(cr.step_sums(cr.logp_ref)))
         picks["policy_logp"].append(lowest(cr.step_sums(cr.logp_policy)))
         at_wrong.append(sums[c.wrong])
@@ -193,8 +193,7 @@ def prm_picks(critics_dir: str | None, cases: list[Case]) -> tuple[list[int] | N
     for i, s in zip(owner, scores, strict=True):
         per[i].append(s)
     drop = [min(range(len(s) - 1), key=lambda j: s[j + 1] - s[j]) for s in per]
-    lowest = [min(range(len(s) - 1), key=lambda j: s[j + 1]) for s in per]
-    return drop, lowest, f"PRM of {critics_dir}"
+    return drop, [lowest(s[1:]) for s in per], f"PRM of {critics_dir}"
 
 
 def main() -> None:
@@ -234,7 +233,7 @@ def main() -> None:
           flush=True)
 
     picks, at_wrong = implicit_picks(args.policy, args.ref, task, cases, args.beta)
-    drop, lowest, prm_note = prm_picks(args.critics, cases)
+    drop, prm_lowest, prm_note = prm_picks(args.critics, cases)
 
     def chosen(variant: str | None) -> list[int]:
         """Indices of the cases a figure covers: one variant, or (None) every corruption."""
@@ -249,7 +248,7 @@ def main() -> None:
         n = max(1, len(rows))
         return {"implicit_top1": top1(picks["implicit"], variant), "prm_top1": top1(drop, variant),
                 "random_top1": sum(1 / len(cases[i].steps) for i in rows) / n,
-                "implicit_top1_min_token": top1(picks["min_token"], variant), "prm_top1_lowest": top1(lowest, variant),
+                "implicit_top1_min_token": top1(picks["min_token"], variant), "prm_top1_lowest": top1(prm_lowest, variant),
                 "ref_logp_top1": top1(picks["ref_logp"], variant),
                 "policy_logp_top1": top1(picks["policy_logp"], variant),
                 "wrong_step_positive": sum(at_wrong[i] > 0 for i in rows) / n, "n": len(rows)}

@@ -20,36 +20,34 @@ import json
 import time
 from pathlib import Path
 
-from qstar.evaluate import evaluate, load_policy
+from qstar.evaluate import evaluate, load_policy, summarise
 from qstar.improve.config import ImproveConfig
-from qstar.improve.loop import IMPROVE_STREAM
-from qstar.models.load import resolve_model_dir
+from qstar.improve.loop import IMPROVE_STREAM, Run
 from qstar.search.baselines import SampleConfig, greedy
 from qstar.search.common import Critics
-from qstar.tasks import get_task
 
 VALIDATION_STREAM = IMPROVE_STREAM + 2_000
 """seed of the validation problems: apart from every stream the loop (``IMPROVE_STREAM + 100 * seed + k``
 for seeds below 20), the critics and ``qstar dpo`` draw"""
 
 
-def policies(run: Path) -> list[Path]:
-    """The starting policy and the policy after each finished iteration of ``run``, in order."""
-    cfg = ImproveConfig.from_dict(json.loads((run / "config.json").read_text()))
-    found = [resolve_model_dir(cfg.policy, cfg.task)]
-    for k in range(1, cfg.iterations + 1):
-        folder = run / f"iter-{k:02d}" / ("dpo" if cfg.dpo else "sft")
-        if not (folder / "summary.json").is_file():  # the phase's last write: the folder is complete
+def policies(run: Run) -> list[Path]:
+    """The starting policy and the policy after each finished iteration, in order (a phase's folder is
+    complete once its ``summary.json`` is written, as ``Run.done`` reads it)."""
+    found = [run.policy_dir(0)]
+    for k in range(1, run.cfg.iterations + 1):
+        if not (run.policy_dir(k) / "summary.json").is_file():
             break
-        found.append(folder)
+        found.append(run.policy_dir(k))
     return found
 
 
 def greedy_accuracy(model: Path, task, problems, max_new_tokens: int) -> float:
     policy = load_policy(str(model), task)
+    t0 = time.perf_counter()
     results = evaluate(problems, task, policy, Critics(), greedy, SampleConfig(n=1, max_new_tokens=max_new_tokens),
                        64, False)
-    return sum(task.is_correct(r.trajectory.text, p) for r, p in zip(results, problems, strict=True)) / len(problems)
+    return summarise(problems, task, results, time.perf_counter() - t0, 1)["summary"]["accuracy"]
 
 
 def main() -> None:
@@ -58,19 +56,19 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=1000, help="validation problems (default 1000)")
     ap.add_argument("--out", type=Path, help="also write the JSON object here")
     a = ap.parse_args()
-    figures, tasks = {}, {}
+    figures = {}
     print(f"greedy accuracy on {a.problems} validation problems (train split, stream {VALIDATION_STREAM})")
-    for run in a.runs:
-        cfg = ImproveConfig.from_dict(json.loads((run / "config.json").read_text()))
-        task = tasks.setdefault(cfg.task, get_task(cfg.task))
+    for folder in a.runs:
+        run = Run(ImproveConfig.from_dict(json.loads((folder / "config.json").read_text())), folder, progress=False)
+        task = run.task
         if "seed" not in inspect.signature(task.problems).parameters:
-            raise SystemExit(f"{run}: task {cfg.task} has a fixed train file, not a generator of fresh problems; "
-                             "this bench needs a generated task (arith)")
+            raise SystemExit(f"{folder}: task {task.name} has a fixed train file, not a generator of fresh "
+                             "problems; this bench needs a generated task (arith)")
         problems = task.problems("train", a.problems, seed=VALIDATION_STREAM)
         t0 = time.perf_counter()
-        accs = [greedy_accuracy(m, task, problems, cfg.max_new_tokens) for m in policies(run)]
-        figures[str(run)] = accs
-        print(f"{run}: " + " -> ".join(f"{x:.3f}" for x in accs)
+        accs = [greedy_accuracy(m, task, problems, run.cfg.max_new_tokens) for m in policies(run)]
+        figures[str(folder)] = accs
+        print(f"{folder}: " + " -> ".join(f"{x:.3f}" for x in accs)
               + f"  (gain {accs[-1] - accs[0]:+.3f}, {time.perf_counter() - t0:.0f}s)", flush=True)
     if a.out:
         a.out.write_text(json.dumps(figures, indent=1))
