@@ -13,6 +13,7 @@ from qstar.critics.data import DataConfig
 from qstar.critics.load import load_critics
 from qstar.critics.model import CriticSpec, critic_from_policy
 from qstar.critics.train import CriticTrainConfig, train_critic, train_critics
+from qstar.critics.trunk import TrunkConfig
 from qstar.errors import QstarError
 from qstar.models.load import load_tokenizer
 
@@ -20,7 +21,9 @@ from qstar.models.load import load_tokenizer
 def _tiny() -> CriticTrainConfig:
     data = DataConfig(samples_per_problem=2, rollouts=1, max_steps=2, max_step_tokens=8, max_rollout_tokens=8,
                       chunk_problems=2)
-    return CriticTrainConfig(problems=3, data=data, steps=2, batch_size=4, warmup_steps=0, report_problems=2)
+    trunk = TrunkConfig(problems=2, samples=2, max_new_tokens=8, epochs=1.0, batch_size=4, chunk_problems=2)
+    return CriticTrainConfig(problems=3, data=data, trunk=trunk, steps=2, batch_size=4, warmup_steps=0,
+                             report_problems=2)
 
 
 def _toy(model_dir):
@@ -90,7 +93,7 @@ def test_cli_quick_run_writes_three_loadable_critics_and_a_report(char_model_dir
 def test_a_rerun_skips_completed_phases(char_model_dir, tmp_path):
     out = tmp_path / "critics"
     first = train_critics(char_model_dir, "arith", out, _tiny())
-    assert set(first["phases"]) == {"data", "value", "prm", "orm", "report"}
+    assert set(first["phases"]) == {"data", "trunk", "value", "prm", "orm", "report"}
     data_mtime = (out / "data" / "train.jsonl").stat().st_mtime_ns
     assert train_critics(char_model_dir, "arith", out, _tiny())["phases"] == {}
     shutil.rmtree(out / "prm")  # as if killed while training the PRM (before the report)
@@ -120,5 +123,6 @@ def test_cli_help_states_the_config_defaults():
     helps = {a.dest: a.help for a in add_parser(parser.add_subparsers())._actions}
     cfg = CriticTrainConfig()
     for dest, value in (("problems", cfg.problems), ("samples_per_problem", cfg.data.samples_per_problem),
-                        ("rollouts", cfg.data.rollouts), ("steps", cfg.steps)):
+                        ("rollouts", cfg.data.rollouts), ("steps", cfg.steps),
+                        ("trunk_problems", cfg.trunk.problems)):
         assert helps[dest].endswith(f"(default {value})"), dest

@@ -13,7 +13,8 @@ def cmd_train_critics(args: argparse.Namespace) -> None:
     cfg.seed = args.seed
     for flag, obj, name in (("problems", cfg, "problems"), ("steps", cfg, "steps"),
                             ("samples_per_problem", cfg.data, "samples_per_problem"),
-                            ("rollouts", cfg.data, "rollouts"), ("report_problems", cfg, "report_problems")):
+                            ("rollouts", cfg.data, "rollouts"), ("report_problems", cfg, "report_problems"),
+                            ("trunk_problems", cfg.trunk, "problems")):
         if getattr(args, flag) is not None:
             setattr(obj, name, getattr(args, flag))
     result = train_critics(args.policy, args.task, args.out, cfg)
@@ -30,6 +31,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--problems", type=int, help="training problems (default 512)")
     p.add_argument("--samples-per-problem", type=int, help="solutions sampled per problem (default 4)")
     p.add_argument("--rollouts", type=int, help="Monte Carlo rollouts per step; 0 = outcome labels (default 4)")
+    p.add_argument("--trunk-problems", type=int,
+                   help="problems whose verified solutions fine-tune the critics' trunk first; 0 starts the critics "
+                        "from the policy itself (default 8192)")
     p.add_argument("--steps", type=int, help="fine-tuning steps per critic after its linear probe (default 0)")
     p.add_argument("--report-problems", type=int, help="held-out problems for report.json; 0 skips it")
     p.add_argument("--seed", type=int, default=0, help="seed of problems, sampling and training")

@@ -3,14 +3,17 @@
 Phases, each skipped on a rerun once its output exists (every output is written atomically)::
 
     data/train.jsonl      sampled solutions on training problems with their rollouts (data.py)
+    trunk/                the policy fine-tuned on its own verified solutions, which every critic starts
+                          from (trunk.py; ``trunk.problems = 0`` starts them from the policy itself)
     value/ prm/ orm/      the three critics (model.py), each with its train_summary.json
     report.json           AUROC / precision / recall / ECE on held-out problems (report.py)
 
-Each critic is trained in two stages, both minimising binary cross-entropy against its labels:
+Each critic starts from the trunk and is trained in two stages, both minimising binary cross-entropy
+against its labels:
 
-1. a linear probe: the head alone, fitted by full-batch L-BFGS to the frozen policy's features (the
-   last token's hidden state and the policy's log-probabilities of the solution). Every critic starts
-   from the same policy, so features are computed once per distinct text and shared by the three;
+1. a linear probe: the head alone, fitted by full-batch L-BFGS to the frozen trunk's features (the
+   last token's hidden state and the trunk's log-probabilities of the solution). Every critic starts
+   from the same trunk, so features are computed once per distinct text and shared by the three;
 2. optionally (``steps > 0``) fine-tuning of the whole model with transformers' ``Trainer``. Not TRL:
    TRL 1.16 has no PRM trainer any more, and its ``RewardTrainer`` fits a pairwise Bradley-Terry loss on
    chosen / rejected pairs, while every critic here is a pointwise P(correct) fitted to (soft) labels.
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from qstar.critics import trunk
 from qstar.critics.data import (
     TRAIN_STREAM,
     DataConfig,
@@ -45,6 +49,7 @@ from qstar.critics.model import (
     critic_loss,
     prompt_template,
 )
+from qstar.critics.trunk import TrunkConfig
 from qstar.errors import QstarError
 from qstar.tasks.base import Task
 
@@ -60,6 +65,8 @@ class CriticTrainConfig:
     """training problems (from the task's train split) the policy writes solutions for"""
     data: DataConfig = field(default_factory=DataConfig)
     """how solutions are sampled and labelled"""
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
+    """how the policy is fine-tuned on its verified solutions before the heads (``problems = 0``: off)"""
     prm_threshold: float = 0.1
     """a step is good when at least this fraction of its Monte Carlo samples (rollouts + the solution itself)
     end correct; 0.1 makes one correct sample enough for up to 9 rollouts: Math-Shepherd's hard estimate"""
@@ -94,7 +101,8 @@ class CriticTrainConfig:
         """A tiny run for smoke tests: seconds, not minutes."""
         data = DataConfig(samples_per_problem=2, rollouts=1, max_steps=6, max_step_tokens=24,
                           max_rollout_tokens=48, chunk_problems=4)
-        return cls(problems=4, data=data, report_problems=3)
+        trunk = TrunkConfig(problems=4, samples=2, epochs=1.0, batch_size=4, chunk_problems=2)
+        return cls(problems=4, data=data, trunk=trunk, report_problems=3)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +111,7 @@ class CriticTrainConfig:
     def from_dict(cls, d: dict) -> CriticTrainConfig:
         d = dict(d)
         d["data"] = DataConfig(**d.get("data", {}))
+        d["trunk"] = TrunkConfig(**d.get("trunk", {}))
         return cls(**d)
 
 
@@ -114,8 +123,15 @@ def check_config(cfg: CriticTrainConfig) -> None:
     for name, value in positive.items():
         if value < 1:
             raise QstarError(f"train-critics: {name} must be at least 1, got {value}")
-    if min(d.rollouts, cfg.report_problems, cfg.steps, cfg.probe_rows) < 0:
-        raise QstarError("train-critics: --rollouts, --steps, probe_rows and report_problems cannot be negative")
+    if min(d.rollouts, cfg.report_problems, cfg.steps, cfg.probe_rows, cfg.trunk.problems) < 0:
+        raise QstarError("train-critics: --rollouts, --steps, --trunk-problems, probe_rows and report_problems "
+                         "cannot be negative")
+    t = cfg.trunk
+    if t.problems and min(t.samples, t.batch_size, t.chunk_problems, t.max_new_tokens) < 1:
+        raise QstarError("train-critics: the trunk's samples, batch_size, chunk_problems and max_new_tokens "
+                         "must be at least 1")
+    if t.problems and not (t.epochs > 0 and t.lr > 0):
+        raise QstarError(f"train-critics: the trunk's epochs and lr must be positive, got {t.epochs}, {t.lr}")
     if not cfg.steps and not cfg.probe_rows:
         raise QstarError("train-critics: nothing would train the critics (steps and probe_rows are both 0)")
     if not 0 < cfg.prm_threshold <= 1:
@@ -136,8 +152,8 @@ class CriticCollator:
 
 
 FeatureCache = dict
-"""encoded text (token ids + solution start) -> the untouched policy's features of it. Every critic starts
-from the same policy, so value, PRM and ORM rows with the same text (all value and PRM rows, and the
+"""encoded text (token ids + solution start) -> the untouched trunk's features of it. Every critic starts
+from the same trunk, so value, PRM and ORM rows with the same text (all value and PRM rows, and the
 ORM's whole solutions) are run through the model once."""
 
 
@@ -263,12 +279,18 @@ def _start(out: Path, cfg: CriticTrainConfig, policy_dir: Path, task: Task) -> N
     saved = {"policy": str(Path(policy_dir).resolve()), "task": task.name, **cfg.to_dict()}
     path = out / "critics_config.json"
     if path.is_file():
-        old = json.loads(path.read_text())
-        if {**old, "threads": None} != {**saved, "threads": None}:  # threads change speed, not results
+        if _comparable(json.loads(path.read_text())) != _comparable(saved):
             raise QstarError(f"{out} holds a critics run with another configuration; choose a new --out")
         return
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, saved)
+
+
+def _comparable(saved: dict) -> dict:
+    """A saved config as far as it decides results: threads change only speed, and a run without a trunk
+    phase (``trunk.problems = 0``, or written before the phase existed) ignores every other trunk field."""
+    phase = saved.get("trunk") or {}
+    return {**saved, "threads": None, "trunk": phase if phase.get("problems") else None}
 
 
 def train_critics(policy_dir: str | Path, task: Task | str, out: str | Path, cfg: CriticTrainConfig) -> dict:
@@ -308,9 +330,16 @@ def train_critics(policy_dir: str | Path, task: Task | str, out: str | Path, cfg
             data_file.parent.mkdir(parents=True, exist_ok=True)
             records = build_records(get_policy(), task, problems, cfg.data, cfg.seed, data_file, desc="data")
             phases["data"] = time.perf_counter() - t0
+        start = policy_dir
+        if cfg.trunk.problems:
+            t0, done = time.perf_counter(), trunk.is_trained(out / "trunk")
+            trunk.train_trunk(policy_dir, get_policy, task, out / "trunk", cfg.trunk, cfg.seed)
+            if not done:
+                phases["trunk"] = time.perf_counter() - t0
+            start = out / "trunk" / "model"
         summaries, cache = {}, FeatureCache()
         for role in ROLES:
-            summaries[role] = _train_role(role, records, policy_dir, task, out, cfg, phases, cache)
+            summaries[role] = _train_role(role, records, start, task, out, cfg, phases, cache)
         if cfg.report_problems and not (out / "report.json").is_file():
             from qstar.critics.report import run_report
 
@@ -323,20 +352,21 @@ def train_critics(policy_dir: str | Path, task: Task | str, out: str | Path, cfg
     return {"phases": phases, "critics": summaries}
 
 
-def _train_role(role: str, records: list[dict], policy_dir: Path, task: Task, out: Path,
+def _train_role(role: str, records: list[dict], start: Path, task: Task, out: Path,
                 cfg: CriticTrainConfig, phases: dict, cache: FeatureCache) -> dict:
-    """Train one critic into ``out/role`` unless it is there already; returns its train summary."""
+    """Train one critic, initialised from the LM in ``start`` (the trunk, or the policy), into ``out/role``
+    unless it is there already; returns its train summary."""
     from qstar.models.load import load_tokenizer
 
     target = out / role
     if (target / "train_summary.json").is_file():
         return json.loads((target / "train_summary.json").read_text())
     t0 = time.perf_counter()
-    tokenizer = load_tokenizer(policy_dir)
+    tokenizer = load_tokenizer(start)
     spec = CriticSpec(role=role, task=task.name, step_delimiter=task.step_delimiter,
-                      prompt_template=prompt_template(task), max_length=_max_length(policy_dir),
+                      prompt_template=prompt_template(task), max_length=_max_length(start),
                       policy_features=cfg.policy_features)
-    critic = critic_from_policy(policy_dir, tokenizer, spec)
+    critic = critic_from_policy(start, tokenizer, spec)
     rows = critic_rows(records, role, cfg.prm_threshold, cfg.orm_rollouts)
     summary = train_critic(critic, rows, cfg, cache)
     critic.save(target, extra={"train_summary.json": summary})

@@ -11,7 +11,7 @@ from qstar.search.mcts import MCTSConfig
 
 FINETUNE_MODES = ("sft+dpo", "sft", "dpo")
 KEEP_MODES = ("verified", "orm")
-CRITIC_OPTIONS = {"problems": 64, "steps": 50, "report_problems": 0}
+CRITIC_OPTIONS = {"problems": 64, "steps": 50, "report_problems": 0, "trunk": {"problems": 0}}
 RERUN_MAY_CHANGE = ("iterations", "threads")
 """fields a rerun may change: more iterations continue a finished run where it stopped; threads change only
 how fast it runs"""
@@ -141,8 +141,10 @@ class ImproveConfig:
     (the paper's static critics: the ablation)"""
     critic_options: dict = field(default_factory=lambda: dict(CRITIC_OPTIONS))
     """overrides of :class:`qstar.critics.train.CriticTrainConfig` fields (``{"data": {...}}`` for its
-    DataConfig); the seed is set per iteration. The default trains on fewer problems for fewer steps than
-    ``qstar train-critics`` and skips its held-out report: the loop trains critics once per iteration"""
+    DataConfig, ``{"trunk": {...}}`` for its TrunkConfig); the seed is set per iteration. The default trains
+    on fewer problems for fewer steps than ``qstar train-critics``, skips its held-out report and its trunk
+    phase: the loop trains critics once per iteration, the trunk phase alone takes ~14 minutes, and the
+    loop's policy is itself fine-tuned on verified solutions at every iteration"""
 
     # --- 5. evaluation -----------------------------------------------------------------------------------
     eval_limit: int | None = None

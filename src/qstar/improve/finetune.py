@@ -121,9 +121,10 @@ def reward_history(log_history: list[dict]) -> list[dict]:
 
 
 def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: float, lr: float,
-        batch_size: int, seed: int) -> dict:
+        batch_size: int, seed: int, progress: str | None = None) -> dict:
     """Supervised fine-tuning on ``{"prompt", "completion"}`` rows (loss on the completion and EOS only);
-    saves the new policy into ``out``. No rows: the policy is saved unchanged."""
+    saves the new policy into ``out``. No rows: the policy is saved unchanged. ``progress``: the title of
+    a step bar (None: quiet)."""
     from qstar.models.load import load_causal_lm
 
     model, tokenizer = load_causal_lm(policy_dir)
@@ -141,7 +142,7 @@ def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: fl
                          max_length=None, train_sampling_strategy="group_by_length", **TRAINER_DEFAULTS)
         trainer = SFTTrainer(model=model.train(), args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer)
-        summary = _train(trainer)
+        summary = _train(trainer, progress)
     save_policy_atomic(model.eval(), tokenizer, out)
     return {**summary, "rows": len(rows)}
 

@@ -1,0 +1,128 @@
+"""The critics' trunk: the policy, fine-tuned on its own verifier-accepted solutions before any head is fitted.
+
+Every critic reads the trunk's last hidden state and the trunk's own log-probabilities of the solution
+(:class:`~qstar.critics.model.CriticModel`). Started from the untouched policy, a critic shares the policy's
+blind spots: on arith most wrong answers are confident arithmetic slips, and the policy's likelihood ranks
+its own 16 samples no better than greedy decoding answers. So before the heads are fitted, the trunk is
+trained further, by SFT on whole solutions the policy sampled for training problems and the verifier
+accepted (rejection sampling, as the improve loop does for the policy). Its likelihood then marks a wrong
+result as surprising where the policy's does not.
+
+Measured on 400 validation problems (train split, a stream of their own), 16 samples each of the default
+policy at T=0.8, best-of-16 by the ORM: critics from the policy 0.633 (within-problem AUROC 0.76); from
+a trunk fine-tuned for 2 epochs on 26,755 accepted solutions of 8192 problems 0.748 (0.88). Greedy: 0.640.
+
+Phases, each skipped on a rerun once its output exists::
+
+    trunk/verified.jsonl   accepted solutions ({"prompt", "completion"}); sampled in chunks, each saved
+    trunk/model/           the fine-tuned causal LM the three critics start from
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from qstar.critics.data import draw_problems, read_jsonl, write_jsonl_atomic
+from qstar.tasks.base import Problem, Task
+
+TRUNK_STREAM = 4_000
+"""offset of the trunk's problem stream: apart from the critics' data (1000), their report (2000),
+``qstar dpo``'s pairs (3000) and the improve loop (7000 and up)"""
+
+
+@dataclass
+class TrunkConfig:
+    """How the trunk is fine-tuned before the heads (``problems = 0``: the critics start from the policy)."""
+
+    problems: int = 8192
+    """training problems the policy samples whole solutions for (0: no trunk phase)"""
+    samples: int = 8
+    """solutions sampled per problem; the verifier keeps the correct ones"""
+    temperature: float = 1.0
+    """sampling temperature (the policy's own distribution: the accepted solutions stay in its style)"""
+    max_new_tokens: int = 256
+    """token budget of one solution"""
+    epochs: float = 2.0
+    """SFT epochs over the accepted solutions. 1 epoch at lr 3e-4 gave best-of-16 0.695, 2 at 1e-3 0.748
+    (see the module docstring for the setting)"""
+    lr: float = 1e-3
+    """peak SFT learning rate"""
+    batch_size: int = 64
+    """SFT rows per step"""
+    chunk_problems: int = 256
+    """problems sampled together (one batched call); also the unit of resume"""
+
+
+def sample_verified(policy, task: Task, problems: list[Problem], cfg: TrunkConfig, seed: int,
+                    out: Path) -> list[dict]:
+    """Sample ``cfg.samples`` whole solutions per problem, keep those the verifier accepts, as SFT rows
+    ``{"prompt", "completion"}`` in ``out`` (JSONL). Chunks are saved as they finish, so a killed run
+    resumes at the first missing one."""
+    from tqdm.auto import tqdm
+
+    parts = out.with_name(out.stem + ".chunks")
+    parts.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    sampled = 0
+    with tqdm(total=len(problems), desc="trunk data", unit="problem") as bar:
+        for chunk, start in enumerate(range(0, len(problems), cfg.chunk_problems)):
+            batch = problems[start : start + cfg.chunk_problems]
+            part = parts / f"{chunk:05d}.jsonl"
+            if not part.is_file():
+                write_jsonl_atomic(part, _accepted(policy, task, batch, cfg, seed * 1_000_003 + chunk))
+            rows += read_jsonl(part)
+            sampled += len(batch) * cfg.samples
+            bar.update(len(batch))
+            bar.set_postfix(accepted=f"{len(rows) / sampled:.3f}")
+    write_jsonl_atomic(out, rows)
+    shutil.rmtree(parts)
+    return rows
+
+
+def _accepted(policy, task: Task, problems: list[Problem], cfg: TrunkConfig, seed: int) -> list[dict]:
+    prompts = [task.prompt(p) for p in problems]
+    roots = policy.root(prompts)
+    try:
+        options = policy.extend(roots, cfg.samples, temperature=cfg.temperature, until="end",
+                                max_new_tokens=cfg.max_new_tokens, seed=seed % 2**31)
+    finally:
+        policy.release(roots)
+    return [{"prompt": prompt, "completion": o.text}
+            for prompt, problem, opts in zip(prompts, problems, options, strict=True)
+            for o in opts if o.finished and task.is_correct(o.text, problem)]
+
+
+SUMMARY = "trunk_summary.json"
+"""written into the trunk's model directory last: its presence marks the phase done"""
+
+
+def is_trained(out: Path) -> bool:
+    return (out / "model" / SUMMARY).is_file()
+
+
+def train_trunk(policy_dir: Path, get_policy, task: Task, out: Path, cfg: TrunkConfig, seed: int) -> dict:
+    """Sample, verify and fine-tune into ``out`` (``verified.jsonl``, ``model/``); resumable per phase.
+
+    ``get_policy()`` returns the loaded policy (loaded only when sampling is still to do).
+    Returns the SFT summary (steps, losses, rows), also saved as ``model/trunk_summary.json``.
+    """
+    from qstar.improve.finetune import sft
+
+    model_dir = out / "model"
+    if is_trained(out):
+        return json.loads((model_dir / SUMMARY).read_text())
+    data = out / "verified.jsonl"
+    if data.is_file():
+        rows = read_jsonl(data)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        problems = draw_problems(task, cfg.problems, TRUNK_STREAM + seed)
+        rows = sample_verified(get_policy(), task, problems, cfg, seed, data)
+    summary = sft(policy_dir, rows, model_dir, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                  seed=seed, progress="trunk SFT")
+    summary = {**summary, "problems": cfg.problems, "sampled": cfg.problems * cfg.samples}
+    (model_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    return summary

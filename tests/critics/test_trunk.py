@@ -1,0 +1,86 @@
+"""The critics' trunk: only verified solutions train it, sampling resumes by chunk, and critics start from it."""
+
+import json
+from dataclasses import replace
+
+import torch
+from safetensors.torch import load_file
+
+from qstar.critics.data import DataConfig, read_jsonl
+from qstar.critics.train import CriticTrainConfig, train_critics
+from qstar.critics.trunk import TrunkConfig, sample_verified
+from qstar.models.load import DEFAULT_POLICY
+from qstar.tasks import get_task
+from tests.search.fakes import FakePolicy, FakeTask
+
+CFG = TrunkConfig(problems=4, samples=6, chunk_problems=2)
+
+
+def test_only_solutions_the_verifier_accepts_are_kept(tmp_path):
+    task, policy = FakeTask([[3, 5, 4], [2, 7, 1, 6], [9, 4], [1, 1]]), FakePolicy()
+    rows = sample_verified(policy, task, task.problems(), CFG, seed=0, out=tmp_path / "verified.jsonl")
+    by_prompt = {task.prompt(p): p for p in task.problems()}
+    assert rows and len(rows) < 4 * CFG.samples  # the fake policy slips often: some samples are dropped
+    assert all(task.is_correct(r["completion"], by_prompt[r["prompt"]]) for r in rows)
+    assert read_jsonl(tmp_path / "verified.jsonl") == rows
+    assert [(c["states"], c["n"], c["until"]) for c in policy.calls] == [(2, CFG.samples, "end")] * 2
+    assert not (tmp_path / "verified.chunks").exists()  # chunks are merged, then removed
+
+
+def test_a_killed_sampling_resumes_at_the_first_missing_chunk(tmp_path):
+    task = FakeTask([[3, 5, 4], [2, 7, 1, 6], [9, 4], [1, 1]])
+    out = tmp_path / "verified.jsonl"
+    whole = sample_verified(FakePolicy(), task, task.problems(), CFG, seed=0, out=out)
+    out.unlink()
+    parts = tmp_path / "verified.chunks"
+    parts.mkdir()
+    saved = [{"prompt": "saved", "completion": "chunk 0"}]
+    (parts / "00000.jsonl").write_text(json.dumps(saved[0]) + "\n")  # as if killed after chunk 0
+    policy = FakePolicy()
+    resumed = sample_verified(policy, task, task.problems(), CFG, seed=0, out=out)
+    assert len(policy.calls) == 1  # only chunk 1 is sampled again
+    second = [r for r in whole if r["prompt"] in {task.prompt(p) for p in task.problems()[2:]}]
+    assert resumed == saved + second  # ... with the same seed, so the same samples
+
+
+def _lm_weights(directory) -> dict:
+    return load_file(str(directory / "model.safetensors"))
+
+
+def test_critics_start_from_the_fine_tuned_trunk(tmp_path):
+    # The shipped policy solves arith often enough that a few problems yield verified solutions.
+    data = DataConfig(samples_per_problem=2, rollouts=1, max_steps=6, max_step_tokens=24, max_rollout_tokens=48,
+                      chunk_problems=4)
+    trunk = TrunkConfig(problems=6, samples=4, max_new_tokens=48, epochs=1.0, batch_size=4, chunk_problems=6)
+    cfg = CriticTrainConfig(problems=4, data=data, trunk=trunk, report_problems=0)
+    out = tmp_path / "critics"
+    result = train_critics(DEFAULT_POLICY, "arith", out, cfg)
+    assert "trunk" in result["phases"]
+    task = get_task("arith")
+    rows = read_jsonl(out / "trunk" / "verified.jsonl")
+    assert rows and all(task.extract_answer(r["completion"]) for r in rows)
+    summary = json.loads((out / "trunk" / "model" / "trunk_summary.json").read_text())
+    assert summary["rows"] == len(rows) and summary["steps"] >= 1
+    trunk_lm, policy_lm = _lm_weights(out / "trunk" / "model"), _lm_weights(DEFAULT_POLICY)
+    assert any(not torch.equal(trunk_lm[k], policy_lm[k]) for k in trunk_lm)  # SFT moved the trunk
+    for role in ("value", "prm", "orm"):  # steps = 0: each critic's LM is the trunk, untouched
+        critic_lm = _lm_weights(out / role)
+        assert all(torch.equal(critic_lm[k], trunk_lm[k]) for k in trunk_lm), role
+    # a rerun finds everything done, trunk included
+    assert train_critics(DEFAULT_POLICY, "arith", out, cfg)["phases"] == {}
+
+
+def test_without_a_trunk_the_critics_start_from_the_policy(char_model_dir, tmp_path):
+    data = DataConfig(samples_per_problem=2, rollouts=1, max_steps=2, max_step_tokens=8, max_rollout_tokens=8,
+                      chunk_problems=2)
+    cfg = CriticTrainConfig(problems=2, data=data, trunk=TrunkConfig(problems=0), report_problems=0)
+    out = tmp_path / "critics"
+    assert "trunk" not in train_critics(char_model_dir, "arith", out, cfg)["phases"]
+    assert not (out / "trunk").exists()
+    policy_lm = _lm_weights(char_model_dir)
+    assert all(torch.equal(v, policy_lm[k]) for k, v in _lm_weights(out / "orm").items())
+    # a run written before the trunk phase existed has no "trunk" in its config: it resumes as trunk-less
+    saved = json.loads((out / "critics_config.json").read_text())
+    del saved["trunk"]
+    (out / "critics_config.json").write_text(json.dumps(saved))
+    assert train_critics(char_model_dir, "arith", out, replace(cfg, trunk=TrunkConfig(problems=0, lr=1.0)))["phases"] == {}
