@@ -130,6 +130,5 @@ def train_trunk(policy_dir: Path, get_policy, task: Task, out: Path, cfg: TrunkC
         rows = sample_verified(get_policy(), task, problems, cfg, seed, data)
     summary = sft(policy_dir, rows, model_dir, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                   seed=seed, progress="trunk SFT")
-    summary = {**summary, "problems": cfg.problems, "sampled": cfg.problems * cfg.samples}
     (model_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
