@@ -16,13 +16,12 @@ from pathlib import Path
 from qstar.models.load import DEFAULT_POLICY
 
 DEMO = {"iterations": 2, "problems_per_iteration": 32, "rejection_problems": 2048, "eval_limit": 100,
-        "critic_options": {"problems": 32, "steps": 30, "report_problems": 0, "trunk": {"problems": 0}}}
+        "critic_options": {"problems": 32, "steps": 30, "report_problems": 0}}
 """the demo loop's sizes (the rest is :class:`qstar.improve.config.ImproveConfig`'s defaults)"""
 QUICK = {"iterations": 1, "problems_per_iteration": 4, "rejection_problems": 4, "eval_limit": 4, "sc_n": 2,
          "rejection_samples": 2,
          "critic_options": {"problems": 4, "steps": 3, "batch_size": 8, "warmup_steps": 0,
-                            "report_problems": 0, "data": {"samples_per_problem": 2, "rollouts": 1},
-                            "trunk": {"problems": 0}}}
+                            "report_problems": 0, "data": {"samples_per_problem": 2, "rollouts": 1}}}
 """a smoke-test size (``--quick``), on a policy pretrained for a few steps"""
 
 

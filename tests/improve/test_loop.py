@@ -266,3 +266,19 @@ def test_keep_by_orm_threshold_needs_no_ground_truth(char_model_dir, tmp_path):
     # focus by the ORM's judgement: samples follow the greedy solution where the ORM is below gamma
     drawn = focused(tmp_path / "run", lambda pid, text: RuleORM().score([""], [[text]])[0] >= 0.9)
     assert drawn and all(n == (1 if right else 3) for right, n in drawn)
+
+
+def test_the_loop_trains_critics_without_a_trunk_unless_asked(monkeypatch, tmp_path):
+    """The trunk phase of train-critics takes minutes; the loop's critics skip it unless critic_options
+    name it, and nested options override single fields of the defaults."""
+    import qstar.critics.train as critics_train
+    from qstar.improve import loop
+
+    seen = []
+    monkeypatch.setattr(critics_train, "train_critics", lambda policy, task, out, cfg: seen.append(cfg))
+    loop.train_critics(tmp_path, "arith", tmp_path, 3, {"problems": 8, "data": {"rollouts": 2}})
+    loop.train_critics(tmp_path, "arith", tmp_path, 3, {"trunk": {"problems": 16}})
+    plain, asked = seen
+    assert (plain.problems, plain.data.rollouts, plain.trunk.problems, plain.seed) == (8, 2, 0, 3)
+    assert plain.data.samples_per_problem == critics_train.DataConfig().samples_per_problem
+    assert asked.trunk.problems == 16 and asked.trunk.epochs == critics_train.TrunkConfig().epochs

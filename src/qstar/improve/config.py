@@ -11,7 +11,7 @@ from qstar.search.mcts import MCTSConfig
 
 FINETUNE_MODES = ("sft+dpo", "sft", "dpo")
 KEEP_MODES = ("verified", "orm")
-CRITIC_OPTIONS = {"problems": 64, "steps": 50, "report_problems": 0, "trunk": {"problems": 0}}
+CRITIC_OPTIONS = {"problems": 64, "steps": 50, "report_problems": 0}
 RERUN_MAY_CHANGE = ("iterations", "threads")
 """fields a rerun may change: more iterations continue a finished run where it stopped; threads change only
 how fast it runs"""
@@ -142,9 +142,10 @@ class ImproveConfig:
     critic_options: dict = field(default_factory=lambda: dict(CRITIC_OPTIONS))
     """overrides of :class:`qstar.critics.train.CriticTrainConfig` fields (``{"data": {...}}`` for its
     DataConfig, ``{"trunk": {...}}`` for its TrunkConfig); the seed is set per iteration. The default trains
-    on fewer problems for fewer steps than ``qstar train-critics``, skips its held-out report and its trunk
-    phase: the loop trains critics once per iteration, the trunk phase alone takes ~14 minutes, and the
-    loop's policy is itself fine-tuned on verified solutions at every iteration"""
+    on fewer problems for fewer steps than ``qstar train-critics`` and skips its held-out report: the loop
+    trains critics once per iteration. The loop also skips the trunk phase unless ``trunk`` is given here
+    (``{"trunk": {"problems": 8192}}``): it alone takes ~14 minutes, and the loop's policy is itself
+    fine-tuned on verified solutions at every iteration"""
 
     # --- 5. evaluation -----------------------------------------------------------------------------------
     eval_limit: int | None = None

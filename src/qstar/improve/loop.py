@@ -78,6 +78,7 @@ def train_critics(policy_dir: Path, task: Task, out: Path, seed: int, options: d
     from qstar.critics.train import train_critics as _train
 
     base = CriticTrainConfig().to_dict()
+    base["trunk"]["problems"] = 0  # no trunk phase unless the options ask for one (see critic_options)
     nested = {key: {**base[key], **options.get(key, {})} for key in ("data", "trunk")}
     merged = {**base, **options, **nested, "seed": seed}
     _train(policy_dir, task, out, CriticTrainConfig.from_dict(merged))
