@@ -28,6 +28,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,23 +189,41 @@ def label_chunk(policy, task: Task, problems: list[Problem], cfg: DataConfig, se
 def build_records(policy, task: Task, problems: list[Problem], cfg: DataConfig, seed: int, out: Path,
                   desc: str = "sample") -> list[dict]:
     """Label every problem into ``out`` (JSONL), chunk by chunk; a rerun after a kill reuses saved chunks."""
+    batches = [problems[i : i + cfg.chunk_problems] for i in range(0, len(problems), cfg.chunk_problems)]
+
+    def make(chunk: int, batch: list[Problem]) -> list[dict]:
+        return label_chunk(policy, task, batch, cfg, seed, chunk)
+
+    def postfix(rows: list[dict], done: int) -> dict:
+        return {"correct": f"{sum(r['correct'] for r in rows) / max(len(rows), 1):.3f}"}
+
+    return write_chunked(out, batches, make, desc, postfix)
+
+
+def write_chunked(out: Path, batches: list[list[Problem]], make: Callable[[int, list[Problem]], list[dict]],
+                  desc: str, postfix: Callable[[list[dict], int], dict]) -> list[dict]:
+    """The rows ``make(chunk index, batch)`` gives for every batch, written to ``out`` (JSONL).
+
+    Each batch's rows are saved as soon as they exist (``out``'s ``.chunks`` sibling), so a rerun after a
+    kill samples only the missing batches; ``out`` is written once all exist. A progress bar counts problems
+    and shows ``postfix(rows so far, problems so far)``.
+    """
     from tqdm.auto import tqdm
 
     parts = out.with_name(out.stem + ".chunks")
     parts.mkdir(parents=True, exist_ok=True)
-    records: list[dict] = []
-    with tqdm(total=len(problems), desc=desc, unit="problem") as bar:
-        for chunk, start in enumerate(range(0, len(problems), cfg.chunk_problems)):
+    rows: list[dict] = []
+    with tqdm(total=sum(map(len, batches)), desc=desc, unit="problem") as bar:
+        for chunk, batch in enumerate(batches):
             part = parts / f"{chunk:05d}.jsonl"
             if not part.is_file():
-                batch = problems[start : start + cfg.chunk_problems]
-                write_jsonl_atomic(part, label_chunk(policy, task, batch, cfg, seed, chunk))
-            records += read_jsonl(part)
-            bar.update(min(cfg.chunk_problems, len(problems) - start))
-            bar.set_postfix(correct=f"{sum(r['correct'] for r in records) / max(len(records), 1):.3f}")
-    write_jsonl_atomic(out, records)
+                write_jsonl_atomic(part, make(chunk, batch))
+            rows += read_jsonl(part)
+            bar.update(len(batch))
+            bar.set_postfix(postfix(rows, bar.n))
+    write_jsonl_atomic(out, rows)
     shutil.rmtree(parts)
-    return records
+    return rows
 
 
 # --- rows of each critic -----------------------------------------------------------------------------------

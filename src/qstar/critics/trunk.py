@@ -27,11 +27,10 @@ Phases, each skipped on a rerun once its output exists::
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from qstar.critics.data import draw_problems, read_jsonl, write_jsonl_atomic
+from qstar.critics.data import draw_problems, read_jsonl, write_chunked
 from qstar.tasks.base import Problem, Task
 
 TRUNK_STREAM = 4_000
@@ -68,25 +67,15 @@ def sample_verified(policy, task: Task, problems: list[Problem], cfg: TrunkConfi
     """Sample ``cfg.samples`` whole solutions per problem, keep those the verifier accepts, as SFT rows
     ``{"prompt", "completion"}`` in ``out`` (JSONL). Chunks are saved as they finish, so a killed run
     resumes at the first missing one."""
-    from tqdm.auto import tqdm
+    batches = [problems[i : i + cfg.chunk_problems] for i in range(0, len(problems), cfg.chunk_problems)]
 
-    parts = out.with_name(out.stem + ".chunks")
-    parts.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    sampled = 0
-    with tqdm(total=len(problems), desc="trunk data", unit="problem") as bar:
-        for chunk, start in enumerate(range(0, len(problems), cfg.chunk_problems)):
-            batch = problems[start : start + cfg.chunk_problems]
-            part = parts / f"{chunk:05d}.jsonl"
-            if not part.is_file():
-                write_jsonl_atomic(part, _accepted(policy, task, batch, cfg, seed * 1_000_003 + chunk))
-            rows += read_jsonl(part)
-            sampled += len(batch) * cfg.samples
-            bar.update(len(batch))
-            bar.set_postfix(accepted=f"{len(rows) / sampled:.3f}")
-    write_jsonl_atomic(out, rows)
-    shutil.rmtree(parts)
-    return rows
+    def make(chunk: int, batch: list[Problem]) -> list[dict]:
+        return _accepted(policy, task, batch, cfg, seed * 1_000_003 + chunk)
+
+    def postfix(rows: list[dict], done: int) -> dict:
+        return {"accepted": f"{len(rows) / (done * cfg.samples):.3f}"}
+
+    return write_chunked(out, batches, make, "trunk data", postfix)
 
 
 def _accepted(policy, task: Task, problems: list[Problem], cfg: TrunkConfig, seed: int) -> list[dict]:
