@@ -332,11 +332,11 @@ def train_critics(policy_dir: str | Path, task: Task | str, out: str | Path, cfg
             phases["data"] = time.perf_counter() - t0
         start = policy_dir
         if cfg.trunk.problems:
-            t0, done = time.perf_counter(), trunk.is_trained(out / "trunk")
-            trunk.train_trunk(policy_dir, get_policy, task, out / "trunk", cfg.trunk, cfg.seed)
-            if not done:
+            if not trunk.is_trained(out / "trunk"):
+                t0 = time.perf_counter()
+                trunk.train_trunk(policy_dir, get_policy, task, out / "trunk", cfg.trunk, cfg.seed)
                 phases["trunk"] = time.perf_counter() - t0
-            start = out / "trunk" / "model"
+            start = out / "trunk" / trunk.MODEL
         summaries, cache = {}, FeatureCache()
         for role in ROLES:
             summaries[role] = _train_role(role, records, start, task, out, cfg, phases, cache)

@@ -91,25 +91,25 @@ def _accepted(policy, task: Task, problems: list[Problem], cfg: TrunkConfig, see
             for o in opts if o.finished and task.is_correct(o.text, problem)]
 
 
+MODEL = "model"
+"""the trunk's folder inside its phase directory: the causal LM the critics start from"""
 SUMMARY = "trunk_summary.json"
-"""written into the trunk's model directory last: its presence marks the phase done"""
+"""written into the model folder last: its presence marks the phase done"""
 
 
 def is_trained(out: Path) -> bool:
-    return (out / "model" / SUMMARY).is_file()
+    return (out / MODEL / SUMMARY).is_file()
 
 
 def train_trunk(policy_dir: Path, get_policy, task: Task, out: Path, cfg: TrunkConfig, seed: int) -> dict:
-    """Sample, verify and fine-tune into ``out`` (``verified.jsonl``, ``model/``); resumable per phase.
+    """Sample, verify and fine-tune into ``out`` (``verified.jsonl``, ``model/``). Accepted samples already
+    saved (all of them, or the chunks of a killed run) are reused; the caller skips a trained trunk.
 
     ``get_policy()`` returns the loaded policy (loaded only when sampling is still to do).
     Returns the SFT summary (steps, losses, rows), also saved as ``model/trunk_summary.json``.
     """
     from qstar.improve.finetune import sft
 
-    model_dir = out / "model"
-    if is_trained(out):
-        return json.loads((model_dir / SUMMARY).read_text())
     data = out / "verified.jsonl"
     if data.is_file():
         rows = read_jsonl(data)
@@ -117,7 +117,7 @@ def train_trunk(policy_dir: Path, get_policy, task: Task, out: Path, cfg: TrunkC
         out.mkdir(parents=True, exist_ok=True)
         problems = draw_problems(task, cfg.problems, TRUNK_STREAM + seed)
         rows = sample_verified(get_policy(), task, problems, cfg, seed, data)
-    summary = sft(policy_dir, rows, model_dir, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+    summary = sft(policy_dir, rows, out / MODEL, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                   seed=seed, progress="trunk SFT")
-    (model_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    (out / MODEL / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
