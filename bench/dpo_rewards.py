@@ -14,7 +14,7 @@ Pairs are on-policy, as ``qstar dpo`` builds them (:func:`qstar.train.dpo.make_p
 ``--samples`` solutions per fresh training problem; ``rejected`` is a wrong sample, ``chosen`` a correct one,
 or the reference solution when the base found none (the share of each is reported). TRL's ``DPOTrainer``
 logs ``rewards/chosen`` and ``rewards/rejected`` (batch means of beta * log pi/pi_ref, before each update);
-:func:`qstar.improve.finetune.dpo` returns them as ``rewards``. As a cross-check the final policies'
+:func:`qstar.train.finetune.dpo` returns them as ``rewards``. As a cross-check the final policies'
 rewards are recomputed with :func:`qstar.critics.implicit.implicit_rewards` (EOS included, as TRL scores it).
 
 Both DPO policies are saved (``OUT/no_sft/policy`` with reference the base, ``OUT/sft/policy`` with reference
@@ -81,8 +81,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from qstar.improve.finetune import dpo, sft
     from qstar.tasks import get_task
+    from qstar.train.finetune import dpo, sft
 
     task = get_task("arith")
     out = Path(args.out)

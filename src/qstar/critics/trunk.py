@@ -108,7 +108,7 @@ def train_trunk(policy_dir: Path, get_policy, task: Task, out: Path, cfg: TrunkC
     ``get_policy()`` returns the loaded policy (loaded only when sampling is still to do).
     Returns the SFT summary (steps, losses, rows), also saved as ``model/trunk_summary.json``.
     """
-    from qstar.improve.finetune import sft
+    from qstar.train.finetune import sft
 
     data = out / "verified.jsonl"
     if data.is_file():

@@ -7,7 +7,7 @@ Iteration 0 trains critics on the starting policy (unless given) and evaluates i
    the policy's own whole-solution samples (rejection sampling: its greedy solution, then samples where
    that is wrong);
 2. ``synthesise``: SFT rows and preference pairs (:mod:`qstar.improve.synthesise`), saved as JSONL;
-3. ``sft`` then ``dpo``: fine-tune the policy with TRL (:mod:`qstar.improve.finetune`);
+3. ``sft`` then ``dpo``: fine-tune the policy with TRL (:mod:`qstar.train.finetune`);
 4. ``critics``: retrain value, PRM and ORM on fresh samples of the new policy (off: static critics);
 5. ``eval``: greedy, self-consistency and MCTS on the fixed test split; a row of ``RUN/results.json``.
 
@@ -423,7 +423,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def phase_sft(run: Run, k: int, out: Path) -> dict:
-    from qstar.improve.finetune import sft
+    from qstar.train.finetune import sft
 
     cfg = run.cfg
     rows = _read_jsonl(run.path(Step(k, "synthesise")) / "sft.jsonl")
@@ -432,7 +432,7 @@ def phase_sft(run: Run, k: int, out: Path) -> dict:
 
 
 def phase_dpo(run: Run, k: int, out: Path) -> dict:
-    from qstar.improve.finetune import dpo
+    from qstar.train.finetune import dpo
 
     cfg = run.cfg
     start = run.path(Step(k, "sft")) if cfg.sft else run.policy_dir(k - 1)

@@ -119,9 +119,9 @@ def run_dpo(cfg: DPORunConfig, out: str | Path, progress: bool = True) -> dict:
     import torch
 
     from qstar.evaluate import load_policy
-    from qstar.improve.finetune import dpo
     from qstar.models.load import resolve_model_dir
     from qstar.tasks import get_task
+    from qstar.train.finetune import dpo
     from qstar.train.pretrain import write_json_atomic
 
     out = Path(out)

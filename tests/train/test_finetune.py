@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qstar.improve.finetune import completion_logprobs, dpo, save_policy_atomic, sft
 from qstar.models.load import load_causal_lm
+from qstar.train.finetune import completion_logprobs, dpo, save_policy_atomic, sft
 
 ROWS = [{"prompt": f"Ann has {i} pens. She buys 2. How many now?\n", "completion": f"{i}+2={i + 2}\n#### {i + 2}"}
         for i in range(3, 9)]

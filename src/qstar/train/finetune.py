@@ -1,4 +1,7 @@
-"""Fine-tune the policy on synthesised data with TRL: SFT on kept trajectories, DPO on preference pairs.
+"""Fine-tune a policy with TRL: SFT on kept trajectories, DPO on preference pairs.
+
+The improve loop, ``qstar dpo`` and the critics' trunk all call these, so they live in ``train/`` beside the
+other trainers rather than in any one caller's package.
 
 TRL does the real work here (tokenising prompt / completion rows with the loss on the completion only,
 the DPO loss against a frozen reference); we add CPU settings, quiet logging, a loss summary and an
