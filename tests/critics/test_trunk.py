@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from qstar.critics.data import DataConfig, read_jsonl
-from qstar.critics.train import CriticTrainConfig, train_critics
-from qstar.critics.trunk import TrunkConfig, sample_verified
+from qstar.critics.train import CriticTrainConfig, _comparable, train_critics
+from qstar.critics.trunk import TrunkConfig, sample_verified, trainer_settings
 from qstar.models.load import DEFAULT_POLICY
 from qstar.tasks import get_task
 from tests.search.fakes import FakePolicy, FakeTask
@@ -84,3 +84,19 @@ def test_without_a_trunk_the_critics_start_from_the_policy(char_model_dir, tmp_p
     del saved["trunk"]
     (out / "critics_config.json").write_text(json.dumps(saved))
     assert train_critics(char_model_dir, "arith", out, replace(cfg, trunk=TrunkConfig(problems=0, lr=1.0)))["phases"] == {}
+
+
+def test_order_and_schedule_name_the_sft_settings():
+    assert trainer_settings(TrunkConfig(order="by_length", schedule="linear")) == {
+        "train_sampling_strategy": "group_by_length"}
+    assert trainer_settings(TrunkConfig()) == {"train_sampling_strategy": "random", "lr_scheduler_type": "cosine",
+                                               "warmup_steps": 30, "weight_decay": 0.01}
+
+
+def test_a_trunk_saved_before_order_existed_counts_as_trained_by_length():
+    saved = CriticTrainConfig().to_dict()
+    for key in ("order", "schedule"):
+        del saved["trunk"][key]
+    old_way = CriticTrainConfig(trunk=TrunkConfig(order="by_length", schedule="linear")).to_dict()
+    assert _comparable(saved) == _comparable(old_way)
+    assert _comparable(saved) != _comparable(CriticTrainConfig().to_dict())  # the new default is another run

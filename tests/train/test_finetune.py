@@ -29,6 +29,12 @@ def test_sft_changes_the_weights_and_raises_the_completions_likelihood(char_mode
     assert _mean(completion_logprobs(after, tok, ROWS)) > _mean(completion_logprobs(before, tok, ROWS)) + 5
 
 
+def test_sft_overrides_replace_our_trainer_settings(char_model_dir, tmp_path):
+    summary = sft(char_model_dir, ROWS, tmp_path / "sft", epochs=4, lr=1e-2, batch_size=3, seed=0,
+                  overrides={"max_steps": 2, "train_sampling_strategy": "random"})
+    assert summary["steps"] == 2  # not the 8 that four epochs take
+
+
 def test_dpo_raises_the_chosen_minus_rejected_margin(char_model_dir, tmp_path):
     summary = dpo(char_model_dir, char_model_dir, PAIRS, tmp_path / "dpo", epochs=4, lr=1e-2, batch_size=3,
                   beta=0.1, seed=0)

@@ -132,6 +132,9 @@ def check_config(cfg: CriticTrainConfig) -> None:
                          "must be at least 1")
     if t.problems and not (t.epochs > 0 and t.lr > 0):
         raise QstarError(f"train-critics: the trunk's epochs and lr must be positive, got {t.epochs}, {t.lr}")
+    if t.order not in ("random", "by_length") or t.schedule not in ("cosine", "linear"):
+        raise QstarError(f"train-critics: the trunk's order must be random or by_length and its schedule cosine "
+                         f"or linear, got {t.order!r}, {t.schedule!r}")
     if not cfg.steps and not cfg.probe_rows:
         raise QstarError("train-critics: nothing would train the critics (steps and probe_rows are both 0)")
     if not 0 < cfg.prm_threshold <= 1:
@@ -287,10 +290,11 @@ def _start(out: Path, cfg: CriticTrainConfig, policy_dir: Path, task: Task) -> N
 
 
 def _comparable(saved: dict) -> dict:
-    """A saved config as far as it decides results: threads change only speed, and a run without a trunk
-    phase (``trunk.problems = 0``, or written before the phase existed) ignores every other trunk field."""
+    """A saved config as far as it decides results: threads change only speed, a run without a trunk
+    phase (``trunk.problems = 0``, or written before the phase existed) ignores every other trunk field,
+    and a trunk saved before ``order`` and ``schedule`` existed was trained by length, linearly."""
     phase = saved.get("trunk") or {}
-    return {**saved, "threads": None, "trunk": phase if phase.get("problems") else None}
+    return {**saved, "threads": None, "trunk": trunk.BEFORE_ORDER | phase if phase.get("problems") else None}
 
 
 def train_critics(policy_dir: str | Path, task: Task | str, out: str | Path, cfg: CriticTrainConfig) -> dict:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from qstar.critics.data import draw_problems, read_jsonl, write_chunked
 from qstar.tasks.base import Problem, Task
@@ -58,6 +59,15 @@ class TrunkConfig:
     """peak SFT learning rate"""
     batch_size: int = 64
     """SFT rows per step"""
+    order: Literal["random", "by_length"] = "random"
+    """SFT batches: drawn at random, or TRL's batches of rows of similar length (the improve loop's, a quarter
+    less padding). By length, a run of consecutive steps sees only the longest (hardest) problems, and the
+    trunk ranked worse: on the prototype's 400 validation problems, the trunk's summed log-probability gave
+    best-of-16 0.7325 (within-problem AUROC 0.867) by length with TRL's linear schedule, 0.7125 (0.843) by
+    length with ``schedule="cosine"``, and 0.7475 (0.884) with both defaults, for 38% more SFT time"""
+    schedule: Literal["cosine", "linear"] = "cosine"
+    """learning rate: cosine decay after 30 warm-up steps with weight decay 0.01 (the prototype's), or TRL's
+    linear decay without warm-up or weight decay"""
     chunk_problems: int = 256
     """problems sampled together (one batched call); also the unit of resume"""
 
@@ -97,6 +107,18 @@ SUMMARY = "trunk_summary.json"
 """written into the model folder last: its presence marks the phase done"""
 
 
+BEFORE_ORDER = {"order": "by_length", "schedule": "linear"}
+"""how a trunk was trained by runs saved before ``order`` and ``schedule`` existed"""
+
+
+def trainer_settings(cfg: TrunkConfig) -> dict:
+    """The ``SFTConfig`` settings that ``order`` and ``schedule`` stand for."""
+    settings = {"train_sampling_strategy": "random" if cfg.order == "random" else "group_by_length"}
+    if cfg.schedule == "cosine":
+        settings |= {"lr_scheduler_type": "cosine", "warmup_steps": 30, "weight_decay": 0.01}
+    return settings
+
+
 def is_trained(out: Path) -> bool:
     return (out / MODEL / SUMMARY).is_file()
 
@@ -118,6 +140,6 @@ def train_trunk(policy_dir: Path, get_policy, task: Task, out: Path, cfg: TrunkC
         problems = draw_problems(task, cfg.problems, TRUNK_STREAM + seed)
         rows = sample_verified(get_policy(), task, problems, cfg, seed, data)
     summary = sft(policy_dir, rows, out / MODEL, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                  seed=seed, progress="trunk SFT")
+                  seed=seed, progress="trunk SFT", overrides=trainer_settings(cfg))
     (out / MODEL / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary

@@ -124,10 +124,11 @@ def reward_history(log_history: list[dict]) -> list[dict]:
 
 
 def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: float, lr: float,
-        batch_size: int, seed: int, progress: str | None = None) -> dict:
+        batch_size: int, seed: int, progress: str | None = None, overrides: dict | None = None) -> dict:
     """Supervised fine-tuning on ``{"prompt", "completion"}`` rows (loss on the completion and EOS only);
     saves the new policy into ``out``. No rows: the policy is saved unchanged. ``progress``: the title of
-    a step bar (None: quiet)."""
+    a step bar (None: quiet). ``overrides``: ``SFTConfig`` settings that replace ours (the critics' trunk
+    trains on random batches with a cosine schedule, see ``critics.trunk.TrunkConfig.order``)."""
     from qstar.models.load import load_causal_lm
 
     model, tokenizer = load_causal_lm(policy_dir)
@@ -140,9 +141,10 @@ def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: fl
     with tempfile.TemporaryDirectory() as scratch, _quiet():
         # Batches of similar length: arith rows run from 74 to 148 tokens, and padding random batches to
         # their longest row wasted a quarter of SFT's compute (30 steps: 40 s -> 30 s).
-        args = SFTConfig(output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-                         learning_rate=lr, seed=seed, data_seed=seed, completion_only_loss=True,
-                         max_length=None, train_sampling_strategy="group_by_length", **TRAINER_DEFAULTS)
+        settings = dict(output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+                        learning_rate=lr, seed=seed, data_seed=seed, completion_only_loss=True, max_length=None,
+                        train_sampling_strategy="group_by_length", **TRAINER_DEFAULTS)
+        args = SFTConfig(**(settings | (overrides or {})))
         trainer = SFTTrainer(model=model.train(), args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer)
         summary = _train(trainer, progress)
