@@ -8,15 +8,15 @@ trained further, by SFT on whole solutions the policy sampled for training probl
 accepted (rejection sampling, as the improve loop does for the policy). Its likelihood then marks a wrong
 result as surprising where the policy's does not.
 
-Measured with the default ``qstar train-critics --policy default --task arith`` (17 min on two cores, 14 of
-them here: sampling 6 min, SFT 8 min):
+Measured with the default ``qstar train-critics --policy default --task arith`` (20 min on two cores, 17 of
+them here: sampling 5.5 min, SFT 11.5 min), against critics started from the policy itself:
 
 - ``bench/critic_ranking.py`` (400 validation problems, 16 samples each of the default policy at T=0.8,
-  greedy 0.688, pass@16 0.935): best-of-16 by the ORM 0.688 -> 0.755, within-problem AUROC 0.827 ->
-  0.887, against critics started from the policy. Those ranked no better than the policy's own mean
-  log-probability (0.688, 0.829).
+  greedy 0.688, pass@16 0.935): best-of-16 by the ORM 0.688 -> 0.797, within-problem AUROC 0.827 ->
+  0.917. Critics started from the policy ranked no better than its own mean log-probability (0.688,
+  0.829).
 - ``bench/critics.py`` (200 test problems, greedy 0.650): best-of-16 (ORM) 0.635 -> 0.780, beam (PRM)
-  0.645 -> 0.755, MCTS 0.630-0.650 -> 0.720 (self-consistency@16: 0.590).
+  0.645 -> 0.765, MCTS 0.630-0.650 -> 0.760 (self-consistency@16: 0.590).
 
 Phases, each skipped on a rerun once its output exists::
 
