@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from qstar.critics.data import draw_problems
 from qstar.critics.load import load_critics
 from qstar.critics.report import within_group_auroc
 from qstar.evaluate import load_policy
-from qstar.search.baselines import SampleConfig, sample_solutions, score_trajectories
+from qstar.search.baselines import SampleConfig, rank_candidates, sample_solutions
+from qstar.search.common import Critics
 from qstar.tasks import get_task
 
 VALIDATION_STREAM = 5_000
@@ -58,8 +58,8 @@ def main() -> None:
     correct = [[task.is_correct(t.text, p) for t in ts] for p, ts in zip(problems, trajs, strict=True)]
     figures = {"greedy": sum(task.is_correct(g[0].text, p) for g, p in zip(greedy, problems, strict=True)) / len(problems),
                "pass_at_n": sum(any(c) for c in correct) / len(problems)}
-    prior = [[math.exp(t.logprob / max(t.n_tokens, 1)) for t in ts] for ts in trajs]
-    figures["prior"] = best_and_auroc(correct, prior)
+    rank_candidates(problems, task, trajs, Critics(), SampleConfig(critic="prior"))
+    figures["prior"] = best_and_auroc(correct, [[t.score for t in ts] for ts in trajs])
     print(f"{a.problems} validation problems (train split, stream {VALIDATION_STREAM}), {a.n} samples each at "
           f"T={cfg.temperature}: greedy {figures['greedy']:.3f}, pass@{a.n} {figures['pass_at_n']:.3f}")
     print(f"{'critics':40s} {'ranking':10s} {'best-of-' + str(a.n):>11s} {'AUROC in-problem':>17s}")
@@ -67,7 +67,7 @@ def main() -> None:
     for folder in a.critics:
         critics, mine = load_critics(folder), {}
         for role, aggregate in RANKINGS:
-            score_trajectories(problems, task, trajs, critics.get(role), aggregate)
+            rank_candidates(problems, task, trajs, critics, SampleConfig(critic=role, aggregate=aggregate))
             row = best_and_auroc(correct, [[t.score for t in ts] for ts in trajs])
             mine[f"{role}-{aggregate}"] = row
             print(f"{str(folder):40s} {role + '-' + aggregate:10s} {row['best_of_n']:11.3f} {row['auroc_within']:17.3f}",

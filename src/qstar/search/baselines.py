@@ -102,7 +102,7 @@ def sample(problems, task, policy, critics: Critics, cfg: SampleConfig) -> list[
     return [SearchResult(t[0].answer, t[0], t, c) for t, c in zip(trajs, costs, strict=True)]
 
 
-def _rank(problems, task, trajs, critics: Critics, cfg: SampleConfig) -> None:
+def rank_candidates(problems, task, trajs, critics: Critics, cfg: SampleConfig) -> None:
     """Fill every candidate's ``score`` with the configured critic (or the policy's prior)."""
     if cfg.critic == "prior":
         for ts in trajs:
@@ -124,7 +124,7 @@ def best_of_n(problems, task, policy, critics: Critics, cfg: SampleConfig) -> li
     if cfg.critic != "prior":
         _critic(critics, cfg)  # fail before sampling
     trajs, costs = sample_solutions(problems, task, policy, cfg.n, cfg, temperature=cfg.temperature)
-    _rank(problems, task, trajs, critics, cfg)
+    rank_candidates(problems, task, trajs, critics, cfg)
     out = []
     for ts, c in zip(trajs, costs, strict=True):
         best = max(ts, key=lambda t: t.score)
@@ -136,7 +136,7 @@ def self_consistency(problems, task, policy, critics: Critics, cfg: SampleConfig
     """n samples and a majority vote over their answers (critic-weighted with ``weighted``)."""
     trajs, costs = sample_solutions(problems, task, policy, cfg.n, cfg, temperature=cfg.temperature)
     if cfg.weighted:
-        _rank(problems, task, trajs, critics, cfg)
+        rank_candidates(problems, task, trajs, critics, cfg)
     out = []
     for ts, c in zip(trajs, costs, strict=True):
         answer = vote(ts, [t.score for t in ts] if cfg.weighted else None)
