@@ -8,11 +8,18 @@ from dataclasses import replace
 import pytest
 import torch
 
+from qstar.critics import train
 from qstar.critics.cli import add_parser
 from qstar.critics.data import DataConfig
 from qstar.critics.load import load_critics
 from qstar.critics.model import CriticSpec, critic_from_policy
-from qstar.critics.train import CriticTrainConfig, train_critic, train_critics
+from qstar.critics.train import (
+    CriticTrainConfig,
+    _comparable,
+    finetune_on_graded,
+    train_critic,
+    train_critics,
+)
 from qstar.critics.trunk import TrunkConfig
 from qstar.errors import QstarError
 from qstar.models.load import load_tokenizer
@@ -68,6 +75,54 @@ def test_fine_tuning_trains_every_parameter(char_model_dir):
     assert good > bad
 
 
+def _graded(n: int) -> list[dict]:
+    """Graded whole solutions, as the trunk phase saves them: right when the answer is ``n + 1``."""
+    return [{"question": f"Ann has {n} pens. How many now?", "completion": f"{n}+1={n + k}\n#### {n + k}",
+             "correct": k == 1} for n in range(n) for k in (1, 2)]
+
+
+def test_a_killed_orm_fine_tuning_resumes_from_its_last_checkpoint(char_model_dir, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    cfg = CriticTrainConfig(orm_epochs=6.0, orm_batch_size=8)  # 16 rows: 12 steps, checkpoints every 4
+    monkeypatch.setattr(train, "CHECKPOINT_STEPS", 4)
+    torch.manual_seed(0)  # the same fresh head for each run
+    whole, _ = _toy(char_model_dir)
+    done = finetune_on_graded(whole, _graded(8), cfg, tmp_path / "whole")
+    assert done["steps"] == 12 and done["rows"] == 16 and done["resumed_from"] is None
+
+    class Killed(Exception):
+        pass
+
+    class KillAtStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 10:
+                raise Killed
+
+    progress = train._progress
+    monkeypatch.setattr(train, "_progress", lambda desc, total: KillAtStep())
+    torch.manual_seed(0)
+    killed, _ = _toy(char_model_dir)
+    with pytest.raises(Killed):
+        finetune_on_graded(killed, _graded(8), cfg, tmp_path / "run")
+    monkeypatch.setattr(train, "_progress", progress)
+    resumed, _ = _toy(char_model_dir)
+    again = finetune_on_graded(resumed, _graded(8), cfg, tmp_path / "run")
+    assert again["resumed_from"] == "checkpoint-8" and again["steps"] == 12
+    # the same batches and schedule as the uninterrupted run: the same weights
+    ref = whole.model.state_dict()
+    assert all(torch.allclose(v, ref[k], atol=1e-5) for k, v in resumed.model.state_dict().items())
+    assert not all(torch.equal(v, ref[k]) for k, v in killed.model.state_dict().items())
+
+
+def test_a_run_saved_before_orm_fine_tuning_existed_kept_the_probe_alone():
+    saved = CriticTrainConfig().to_dict()
+    for key in ("orm_epochs", "orm_lr", "orm_batch_size"):
+        del saved[key]
+    assert _comparable(saved) == _comparable(CriticTrainConfig(orm_epochs=0.0).to_dict())
+    assert _comparable(saved) != _comparable(CriticTrainConfig().to_dict())
+
+
 def _run_cli(*argv: str) -> None:
     parser = argparse.ArgumentParser(prog="qstar")
     add_parser(parser.add_subparsers())
@@ -109,6 +164,8 @@ def test_bad_input_is_a_clear_error(char_model_dir, tmp_path):
         _run_cli("--policy", str(char_model_dir), "--out", str(tmp_path / "a"), "--problems", "0")
     with pytest.raises(QstarError, match="--policy .*no such directory"):
         _run_cli("--policy", str(tmp_path / "missing"), "--out", str(tmp_path / "b"))
+    with pytest.raises(QstarError, match="orm_epochs must be at least 0"):
+        _run_cli("--policy", str(char_model_dir), "--out", str(tmp_path / "e"), "--orm-epochs", "-1")
     with pytest.raises(QstarError, match="unknown task"):
         _run_cli("--policy", str(char_model_dir), "--task", "chess", "--out", str(tmp_path / "c"))
     train_critics(char_model_dir, "arith", tmp_path / "d", _tiny())
@@ -124,5 +181,5 @@ def test_cli_help_states_the_config_defaults():
     cfg = CriticTrainConfig()
     for dest, value in (("problems", cfg.problems), ("samples_per_problem", cfg.data.samples_per_problem),
                         ("rollouts", cfg.data.rollouts), ("steps", cfg.steps),
-                        ("trunk_problems", cfg.trunk.problems)):
+                        ("trunk_problems", cfg.trunk.problems), ("orm_epochs", cfg.orm_epochs)):
         assert helps[dest].endswith(f"(default {value})"), dest

@@ -14,7 +14,7 @@ def cmd_train_critics(args: argparse.Namespace) -> None:
     for flag, obj, name in (("problems", cfg, "problems"), ("steps", cfg, "steps"),
                             ("samples_per_problem", cfg.data, "samples_per_problem"),
                             ("rollouts", cfg.data, "rollouts"), ("report_problems", cfg, "report_problems"),
-                            ("trunk_problems", cfg.trunk, "problems")):
+                            ("trunk_problems", cfg.trunk, "problems"), ("orm_epochs", cfg, "orm_epochs")):
         if getattr(args, flag) is not None:
             setattr(obj, name, getattr(args, flag))
     result = train_critics(args.policy, args.task, args.out, cfg)
@@ -34,6 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--trunk-problems", type=int,
                    help="problems whose verified solutions fine-tune the critics' trunk first; 0 starts the critics "
                         "from the policy itself (default 8192)")
+    p.add_argument("--orm-epochs", type=float,
+                   help="epochs of fine-tuning the ORM on every trunk sample, graded; 0 keeps its probe alone "
+                        "(default 1.0)")
     p.add_argument("--steps", type=int, help="fine-tuning steps per critic after its linear probe (default 0)")
     p.add_argument("--report-problems", type=int, help="held-out problems for report.json; 0 skips it")
     p.add_argument("--seed", type=int, default=0, help="seed of problems, sampling and training")

@@ -3,8 +3,9 @@
 Phases, each skipped on a rerun once its output exists (every output is written atomically)::
 
     data/train.jsonl      sampled solutions on training problems with their rollouts (data.py)
-    trunk/                the policy fine-tuned on its own verified solutions, which every critic starts
-                          from (trunk.py; ``trunk.problems = 0`` starts them from the policy itself)
+    trunk/                the policy's graded samples and the policy fine-tuned on the accepted ones, which
+                          every critic starts from (trunk.py; ``trunk.problems = 0`` starts them from the
+                          policy itself)
     value/ prm/ orm/      the three critics (model.py), each with its train_summary.json
     report.json           AUROC / precision / recall / ECE on held-out problems (report.py)
 
@@ -18,12 +19,18 @@ against its labels:
    TRL 1.16 has no PRM trainer any more, and its ``RewardTrainer`` fits a pairwise Bradley-Terry loss on
    chosen / rejected pairs, while every critic here is a pointwise P(correct) fitted to (soft) labels.
    It is off by default: on the few thousand rows a CPU budget allows it overfits (see ``steps``).
+
+The ORM then gets a third stage (``orm_epochs``): the whole model is fine-tuned on every solution the
+trunk phase sampled, graded by the verifier. Those labels cost nothing, and 65k solutions of 8192
+questions are too many to memorise, so there fine-tuning helps where it hurt on the critics' own rows.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -88,6 +95,21 @@ class CriticTrainConfig:
     """AdamW weight decay"""
     policy_features: bool = True
     """the head also reads the policy's log-probabilities of the solution tokens (see model.CriticModel)"""
+    orm_epochs: float = 1.0
+    """after its probe, the ORM is fine-tuned whole (trunk and head) for this many epochs over every solution
+    the trunk phase sampled, graded by the verifier (8 x 8192 by default: free labels, and enough questions
+    that the model learns to judge solutions rather than memorise answers). 0 keeps the probe alone, as
+    does a run without a trunk phase. It costs ~10 minutes on two cores (1,024 steps). With the default
+    run's trunk, ``bench/critic_ranking.py`` (400 validation problems) gives the ORM's best-of-16 0.797 ->
+    0.830 and within-problem AUROC 0.917 -> 0.929; the held-out report's ORM AUROC 0.954 -> 0.958,
+    P/R at 0.5 0.915/0.852 -> 0.933/0.892, ECE 0.039 -> 0.023. lr 3e-4 was worse (best-of-16 0.69 after
+    256 steps: it undoes the trunk), and the same fine-tuning of the value on the samples' prefixes
+    (each labelled with the mean outcome of the samples through it) moved MCTS by +0.7 points on 600
+    validation problems, within noise, so the value and PRM keep their probes"""
+    orm_lr: float = 1e-4
+    """peak learning rate of the ORM's fine-tuning (30 warm-up steps, then cosine decay)"""
+    orm_batch_size: int = 64
+    """solutions per step of the ORM's fine-tuning"""
     report_problems: int = 128
     """held-out problems (train split, another seed stream) for report.json; 0 skips the report"""
     seed: int = 0
@@ -137,6 +159,9 @@ def check_config(cfg: CriticTrainConfig) -> None:
                          f"or linear, got {t.order!r}, {t.schedule!r}")
     if not cfg.steps and not cfg.probe_rows:
         raise QstarError("train-critics: nothing would train the critics (steps and probe_rows are both 0)")
+    if cfg.orm_epochs < 0 or cfg.orm_lr <= 0 or cfg.orm_batch_size < 1:
+        raise QstarError(f"train-critics: orm_epochs must be at least 0, orm_lr positive and orm_batch_size at "
+                         f"least 1, got {cfg.orm_epochs}, {cfg.orm_lr}, {cfg.orm_batch_size}")
     if not 0 < cfg.prm_threshold <= 1:
         raise QstarError(f"train-critics: prm_threshold must be in (0, 1], got {cfg.prm_threshold}")
 
@@ -230,29 +255,65 @@ def _progress(desc: str, total: int):
     return Progress()
 
 
-def finetune(critic: HFCritic, data: list[dict], cfg: CriticTrainConfig) -> dict:
-    """``cfg.steps`` steps of BCE on the whole model (trunk and head) with transformers' Trainer."""
-    from transformers import Trainer, TrainingArguments
+def finetune(critic: HFCritic, data: list[dict], steps: int, lr: float, batch_size: int, warmup_steps: int,
+             cfg: CriticTrainConfig, checkpoints: Path | None = None) -> dict:
+    """``steps`` steps of BCE on the whole model (trunk and head) with transformers' Trainer, on random
+    batches, cosine decay after ``warmup_steps``.
+
+    With ``checkpoints`` (a directory) the Trainer saves its state there every ``CHECKPOINT_STEPS`` steps and
+    a rerun resumes from the last one (same batches, same schedule); the caller removes it once the critic
+    is saved.
+    """
+    from transformers import TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_utils import get_last_checkpoint
 
     with tempfile.TemporaryDirectory() as scratch:
+        saving = ({"save_strategy": "steps", "save_steps": CHECKPOINT_STEPS, "save_total_limit": 1} if checkpoints
+                  else {"save_strategy": "no"})
         args = TrainingArguments(
-            output_dir=scratch, max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size,
-            learning_rate=cfg.lr, lr_scheduler_type="cosine", warmup_steps=cfg.warmup_steps,
-            weight_decay=cfg.weight_decay, logging_steps=max(1, min(10, cfg.steps // 10)), save_strategy="no",
+            output_dir=str(checkpoints or scratch), max_steps=steps, per_device_train_batch_size=batch_size,
+            learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=warmup_steps,
+            weight_decay=cfg.weight_decay, logging_steps=max(1, min(10, steps // 10)), **saving,
             seed=cfg.seed, data_seed=cfg.seed, use_cpu=True, bf16=False, disable_tqdm=True, report_to=[],
             dataloader_num_workers=0, remove_unused_columns=False,
         )
-        trainer = Trainer(model=critic.model.train(), args=args, train_dataset=data,
-                          data_collator=CriticCollator(critic.pad_id),
-                          callbacks=[_progress(f"fine-tune {critic.name}", cfg.steps)])
+        trainer = _critic_trainer()(model=critic.model.train(), args=args, train_dataset=data,
+                                    data_collator=CriticCollator(critic.pad_id),
+                                    callbacks=[_progress(f"fine-tune {critic.name}", steps)])
         trainer.remove_callback(PrinterCallback)  # our progress bar replaces the log printer
         trainer.remove_callback(ProgressCallback)
-        trainer.train()
+        last = get_last_checkpoint(str(checkpoints)) if checkpoints and checkpoints.is_dir() else None
+        trainer.train(resume_from_checkpoint=last)
     critic.model.eval()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
-            "final_loss": losses[-1] if losses else None}
+            "final_loss": losses[-1] if losses else None, "resumed_from": last and Path(last).name}
+
+
+CHECKPOINT_STEPS = 128
+"""a resumable fine-tuning saves its state this often (~1 minute of the ORM's on two cores)"""
+
+
+def _critic_trainer():
+    """transformers' Trainer, saving checkpoints with safetensors' shared-tensor aware ``save_model``.
+
+    Why: the Trainer saves a model that is not a ``PreTrainedModel`` (``CriticModel`` wraps one) as a
+    plain state dict, and safetensors refuses one whose LM ties its input and output embeddings.
+    """
+    import safetensors.torch
+    from transformers import Trainer
+
+    class CriticTrainer(Trainer):
+        def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+            path = Path(output_dir or self.args.output_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            safetensors.torch.save_model(self.model, str(path / "model.safetensors"))
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+            safetensors.torch.load_model(model or self.model, str(Path(resume_from_checkpoint) / "model.safetensors"))
+
+    return CriticTrainer
 
 
 def train_critic(critic: HFCritic, rows: list[dict], cfg: CriticTrainConfig, cache: FeatureCache | None = None) -> dict:
@@ -268,7 +329,7 @@ def train_critic(critic: HFCritic, rows: list[dict], cfg: CriticTrainConfig, cac
     if cfg.probe_rows:
         summary |= fit_head(critic, data, cfg, {} if cache is None else cache)
     if cfg.steps:
-        summary |= finetune(critic, data, cfg)
+        summary |= finetune(critic, data, cfg.steps, cfg.lr, cfg.batch_size, cfg.warmup_steps, cfg)
     return summary | {"wall_s": time.perf_counter() - t0}
 
 
@@ -292,9 +353,15 @@ def _start(out: Path, cfg: CriticTrainConfig, policy_dir: Path, task: Task) -> N
 def _comparable(saved: dict) -> dict:
     """A saved config as far as it decides results: threads change only speed, a run without a trunk
     phase (``trunk.problems = 0``, or written before the phase existed) ignores every other trunk field,
-    and a trunk saved before ``order`` and ``schedule`` existed was trained by length, linearly."""
+    a trunk saved before ``order`` and ``schedule`` existed was trained by length, linearly, and a run saved
+    before ``orm_epochs`` existed kept the ORM's probe alone."""
     phase = saved.get("trunk") or {}
-    return {**saved, "threads": None, "trunk": trunk.BEFORE_ORDER | phase if phase.get("problems") else None}
+    return {**BEFORE_ORM_FINETUNE, **saved, "threads": None,
+            "trunk": trunk.BEFORE_ORDER | phase if phase.get("problems") else None}
+
+
+BEFORE_ORM_FINETUNE = {"orm_epochs": 0.0, "orm_lr": 1e-4, "orm_batch_size": 64}
+"""what runs saved before the ORM's fine-tuning on graded samples existed did: no fine-tuning"""
 
 
 def train_critics(policy_dir: str | Path, task: Task | str, out: str | Path, cfg: CriticTrainConfig) -> dict:
@@ -373,9 +440,33 @@ def _train_role(role: str, records: list[dict], start: Path, task: Task, out: Pa
     critic = critic_from_policy(start, tokenizer, spec)
     rows = critic_rows(records, role, cfg.prm_threshold, cfg.orm_rollouts)
     summary = train_critic(critic, rows, cfg, cache)
+    if role == "orm" and cfg.orm_epochs and cfg.trunk.problems:
+        samples = out / "trunk" / trunk.SAMPLES
+        if not samples.is_file():
+            raise QstarError(f"{samples} is missing: the ORM's fine-tuning reads the trunk's graded samples; "
+                             f"remove {out / 'trunk'} to sample and train the trunk again")
+        summary["graded"] = finetune_on_graded(critic, read_jsonl(samples), cfg, out / "orm.checkpoints")
     critic.save(target, extra={"train_summary.json": summary})
+    if role == "orm":
+        shutil.rmtree(out / "orm.checkpoints", ignore_errors=True)  # the critic is saved: resuming is done
     phases[role] = time.perf_counter() - t0
     return summary
+
+
+def finetune_on_graded(critic: HFCritic, samples: list[dict], cfg: CriticTrainConfig, checkpoints: Path) -> dict:
+    """Fine-tune the (probed) ORM whole on graded whole solutions ``{"question", "completion", "correct"}``
+    for ``cfg.orm_epochs`` epochs, resumably. Returns the fine-tuning summary with its row count."""
+    t0 = time.perf_counter()
+    data = [{**critic.encode(r["question"], [r["completion"]]), "labels": float(r["correct"])} for r in samples]
+    steps = max(1, math.ceil(cfg.orm_epochs * len(data) / cfg.orm_batch_size))
+    warmup = min(ORM_WARMUP_STEPS, steps // 10)  # a short run (a smoke test) must not end inside its warm-up
+    summary = finetune(critic, data, steps, cfg.orm_lr, cfg.orm_batch_size, warmup, cfg, checkpoints)
+    return {"rows": len(data), "base_rate": sum(d["labels"] for d in data) / max(1, len(data)), **summary,
+            "wall_s": time.perf_counter() - t0}
+
+
+ORM_WARMUP_STEPS = 30
+"""warm-up of the ORM's fine-tuning on graded samples (3% of its ~1,000 steps)"""
 
 
 def _max_length(policy_dir: Path) -> int:

@@ -20,7 +20,9 @@ them here: sampling 5.5 min, SFT 11.5 min), against critics started from the pol
 
 Phases, each skipped on a rerun once its output exists::
 
-    trunk/verified.jsonl   accepted solutions ({"prompt", "completion"}); sampled in chunks, each saved
+    trunk/samples.jsonl    every sampled solution, graded ({"question", "prompt", "completion", "correct"});
+                           sampled in chunks, each saved. The accepted ones train the trunk; all of them
+                           fine-tune the ORM afterwards (``CriticTrainConfig.orm_epochs``)
     trunk/model/           the fine-tuned causal LM the three critics start from
 """
 
@@ -72,23 +74,23 @@ class TrunkConfig:
     """problems sampled together (one batched call); also the unit of resume"""
 
 
-def sample_verified(policy, task: Task, problems: list[Problem], cfg: TrunkConfig, seed: int,
-                    out: Path) -> list[dict]:
-    """Sample ``cfg.samples`` whole solutions per problem, keep those the verifier accepts, as SFT rows
-    ``{"prompt", "completion"}`` in ``out`` (JSONL). Chunks are saved as they finish, so a killed run
-    resumes at the first missing one."""
+def sample_graded(policy, task: Task, problems: list[Problem], cfg: TrunkConfig, seed: int,
+                  out: Path) -> list[dict]:
+    """Sample ``cfg.samples`` whole solutions per problem and grade each with the verifier, as rows
+    ``{"question", "prompt", "completion", "correct"}`` in ``out`` (JSONL). Chunks are saved as they finish,
+    so a killed run resumes at the first missing one."""
     batches = [problems[i : i + cfg.chunk_problems] for i in range(0, len(problems), cfg.chunk_problems)]
 
     def make(chunk: int, batch: list[Problem]) -> list[dict]:
-        return _accepted(policy, task, batch, cfg, seed * 1_000_003 + chunk)
+        return _graded(policy, task, batch, cfg, seed * 1_000_003 + chunk)
 
     def postfix(rows: list[dict], done: int) -> dict:
-        return {"accepted": f"{len(rows) / (done * cfg.samples):.3f}"}
+        return {"accepted": f"{sum(r['correct'] for r in rows) / max(1, len(rows)):.3f}"}
 
     return write_chunked(out, batches, make, "trunk data", postfix)
 
 
-def _accepted(policy, task: Task, problems: list[Problem], cfg: TrunkConfig, seed: int) -> list[dict]:
+def _graded(policy, task: Task, problems: list[Problem], cfg: TrunkConfig, seed: int) -> list[dict]:
     prompts = [task.prompt(p) for p in problems]
     roots = policy.root(prompts)
     try:
@@ -96,9 +98,18 @@ def _accepted(policy, task: Task, problems: list[Problem], cfg: TrunkConfig, see
                                 max_new_tokens=cfg.max_new_tokens, seed=seed % 2**31)
     finally:
         policy.release(roots)
-    return [{"prompt": prompt, "completion": o.text}
-            for prompt, problem, opts in zip(prompts, problems, options, strict=True)
-            for o in opts if o.finished and task.is_correct(o.text, problem)]
+    return [{"question": problem.question, "prompt": prompt, "completion": o.text,
+             "correct": bool(o.finished and task.is_correct(o.text, problem))}
+            for prompt, problem, opts in zip(prompts, problems, options, strict=True) for o in opts]
+
+
+def accepted(samples: list[dict]) -> list[dict]:
+    """The SFT rows ``{"prompt", "completion"}`` of the graded samples the verifier accepted."""
+    return [{"prompt": r["prompt"], "completion": r["completion"]} for r in samples if r["correct"]]
+
+
+SAMPLES = "samples.jsonl"
+"""the trunk phase's graded samples, inside its directory"""
 
 
 MODEL = "model"
@@ -124,22 +135,22 @@ def is_trained(out: Path) -> bool:
 
 
 def train_trunk(policy_dir: Path, get_policy, task: Task, out: Path, cfg: TrunkConfig, seed: int) -> dict:
-    """Sample, verify and fine-tune into ``out`` (``verified.jsonl``, ``model/``). Accepted samples already
-    saved (all of them, or the chunks of a killed run) are reused; the caller skips a trained trunk.
+    """Sample, grade and fine-tune into ``out`` (``samples.jsonl``, ``model/``). Samples already saved (all
+    of them, or the chunks of a killed run) are reused; the caller skips a trained trunk.
 
     ``get_policy()`` returns the loaded policy (loaded only when sampling is still to do).
     Returns the SFT summary (steps, losses, rows), also saved as ``model/trunk_summary.json``.
     """
     from qstar.train.finetune import sft
 
-    data = out / "verified.jsonl"
+    data = out / SAMPLES
     if data.is_file():
-        rows = read_jsonl(data)
+        samples = read_jsonl(data)
     else:
         out.mkdir(parents=True, exist_ok=True)
         problems = draw_problems(task, cfg.problems, TRUNK_STREAM + seed)
-        rows = sample_verified(get_policy(), task, problems, cfg, seed, data)
-    summary = sft(policy_dir, rows, out / MODEL, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+        samples = sample_graded(get_policy(), task, problems, cfg, seed, data)
+    summary = sft(policy_dir, accepted(samples), out / MODEL, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                   seed=seed, progress="trunk SFT", overrides=trainer_settings(cfg))
     (out / MODEL / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
