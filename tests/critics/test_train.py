@@ -121,6 +121,10 @@ def test_a_run_saved_before_orm_fine_tuning_existed_kept_the_probe_alone():
         del saved[key]
     assert _comparable(saved) == _comparable(CriticTrainConfig(orm_epochs=0.0).to_dict())
     assert _comparable(saved) != _comparable(CriticTrainConfig().to_dict())
+    # without a trunk phase there is nothing to fine-tune the ORM on: an old trunk-less run (e.g. an improve
+    # loop's iteration) resumes under the new default
+    saved["trunk"]["problems"] = 0
+    assert _comparable(saved) == _comparable(CriticTrainConfig(trunk=TrunkConfig(problems=0)).to_dict())
 
 
 def _run_cli(*argv: str) -> None:

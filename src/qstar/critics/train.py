@@ -352,12 +352,14 @@ def _start(out: Path, cfg: CriticTrainConfig, policy_dir: Path, task: Task) -> N
 
 def _comparable(saved: dict) -> dict:
     """A saved config as far as it decides results: threads change only speed, a run without a trunk
-    phase (``trunk.problems = 0``, or written before the phase existed) ignores every other trunk field,
-    a trunk saved before ``order`` and ``schedule`` existed was trained by length, linearly, and a run saved
-    before ``orm_epochs`` existed kept the ORM's probe alone."""
+    phase (``trunk.problems = 0``, or written before the phase existed) ignores every other trunk field and
+    the ORM's fine-tuning on the trunk's samples, a trunk saved before ``order`` and ``schedule`` existed
+    was trained by length, linearly, and a run saved before ``orm_epochs`` existed kept the ORM's probe
+    alone."""
     phase = saved.get("trunk") or {}
-    return {**BEFORE_ORM_FINETUNE, **saved, "threads": None,
-            "trunk": trunk.BEFORE_ORDER | phase if phase.get("problems") else None}
+    if not phase.get("problems"):
+        return {**saved, "threads": None, "trunk": None} | dict.fromkeys(BEFORE_ORM_FINETUNE)
+    return {**BEFORE_ORM_FINETUNE, **saved, "threads": None, "trunk": trunk.BEFORE_ORDER | phase}
 
 
 BEFORE_ORM_FINETUNE = {"orm_epochs": 0.0, "orm_lr": 1e-4, "orm_batch_size": 64}
