@@ -173,8 +173,10 @@ def test_bad_input_is_a_clear_error(char_model_dir, tmp_path):
     with pytest.raises(QstarError, match="unknown task"):
         _run_cli("--policy", str(char_model_dir), "--task", "chess", "--out", str(tmp_path / "c"))
     train_critics(char_model_dir, "arith", tmp_path / "d", _tiny())
-    with pytest.raises(QstarError, match="another configuration"):
+    with pytest.raises(QstarError, match=r"another configuration \(.*problems: 3 -> 4"):
         train_critics(char_model_dir, "arith", tmp_path / "d", CriticTrainConfig.quick())
+    with pytest.raises(QstarError, match=r"another configuration \(trunk\.lr: 0\.001 -> 0\.5\)"):
+        train_critics(char_model_dir, "arith", tmp_path / "d", replace(_tiny(), trunk=replace(_tiny().trunk, lr=0.5)))
     again = train_critics(char_model_dir, "arith", tmp_path / "d", replace(_tiny(), threads=2))
     assert again["phases"] == {}  # threads change speed, not results: the finished run is resumed, not refused
 

@@ -344,8 +344,10 @@ def _start(out: Path, cfg: CriticTrainConfig, policy_dir: Path, task: Task) -> N
     saved = {"policy": str(Path(policy_dir).resolve()), "task": task.name, **cfg.to_dict()}
     path = out / "critics_config.json"
     if path.is_file():
-        if _comparable(json.loads(path.read_text())) != _comparable(saved):
-            raise QstarError(f"{out} holds a critics run with another configuration; choose a new --out")
+        diffs = _differences(_comparable(json.loads(path.read_text())), _comparable(saved))
+        if diffs:
+            raise QstarError(f"{out} holds a critics run with another configuration ({'; '.join(diffs)}); "
+                             "choose a new --out")
         return
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, saved)
@@ -359,8 +361,20 @@ def _comparable(saved: dict) -> dict:
     alone."""
     phase = saved.get("trunk") or {}
     if not phase.get("problems"):
-        return {**saved, "threads": None, "trunk": None} | dict.fromkeys(BEFORE_ORM_FINETUNE)
+        return {**saved, "threads": None, "trunk": None} | dict.fromkeys(BEFORE_ORM_FINETUNE, "unused (no trunk)")
     return {**BEFORE_ORM_FINETUNE, **saved, "threads": None, "trunk": trunk.BEFORE_ORDER | phase}
+
+
+def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """Fields whose values differ, as ``name: saved -> wanted``; nested configs by dotted name (``trunk.lr``)."""
+    diffs = []
+    for name in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(name), wanted.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _differences(a, b, f"{prefix}{name}.")
+        elif a != b:
+            diffs.append(f"{prefix}{name}: {a!r} -> {b!r}")
+    return diffs
 
 
 BEFORE_ORM_FINETUNE = {"orm_epochs": 0.0, "orm_lr": 1e-4, "orm_batch_size": 64}
