@@ -339,12 +339,12 @@ def train_critic(critic: HFCritic, rows: list[dict], cfg: CriticTrainConfig, cac
 
 def _start(out: Path, cfg: CriticTrainConfig, policy_dir: Path, task: Task) -> None:
     """Write the run's config, or check that a rerun in ``out`` uses the same one (then phases resume)."""
-    from qstar.train.pretrain import write_json_atomic
+    from qstar.train.pretrain import config_differences, write_json_atomic
 
     saved = {"policy": str(Path(policy_dir).resolve()), "task": task.name, **cfg.to_dict()}
     path = out / "critics_config.json"
     if path.is_file():
-        diffs = _differences(_comparable(json.loads(path.read_text())), _comparable(saved))
+        diffs = config_differences(_comparable(json.loads(path.read_text())), _comparable(saved))
         if diffs:
             raise QstarError(f"{out} holds a critics run with another configuration ({'; '.join(diffs)}); "
                              "choose a new --out")
@@ -363,18 +363,6 @@ def _comparable(saved: dict) -> dict:
     if not phase.get("problems"):
         return {**saved, "threads": None, "trunk": None} | dict.fromkeys(BEFORE_ORM_FINETUNE, "unused (no trunk)")
     return {**BEFORE_ORM_FINETUNE, **saved, "threads": None, "trunk": trunk.BEFORE_ORDER | phase}
-
-
-def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
-    """Fields whose values differ, as ``name: saved -> wanted``; nested configs by dotted name (``trunk.lr``)."""
-    diffs = []
-    for name in sorted(set(saved) | set(wanted)):
-        a, b = saved.get(name), wanted.get(name)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _differences(a, b, f"{prefix}{name}.")
-        elif a != b:
-            diffs.append(f"{prefix}{name}: {a!r} -> {b!r}")
-    return diffs
 
 
 BEFORE_ORM_FINETUNE = {"orm_epochs": 0.0, "orm_lr": 1e-4, "orm_batch_size": 64}

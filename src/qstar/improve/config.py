@@ -206,9 +206,3 @@ def check_config(cfg: ImproveConfig) -> None:
            cfg.dpo_sft_weight) < 0:
         raise QstarError("improve: rejection_samples, rejection_problems, pairs_per_problem, "
                          "sample_pairs_per_problem and dpo_sft_weight cannot be negative")
-
-
-def config_differences(saved: dict, wanted: dict) -> list[str]:
-    """Fields (other than the growable ones) whose values differ, as ``name: saved -> wanted``."""
-    names = sorted((set(saved) | set(wanted)) - set(RERUN_MAY_CHANGE))
-    return [f"{n}: {saved.get(n)!r} -> {wanted.get(n)!r}" for n in names if saved.get(n) != wanted.get(n)]

@@ -33,10 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from qstar.errors import QstarError
-from qstar.improve.config import ImproveConfig, check_config, config_differences
+from qstar.improve.config import RERUN_MAY_CHANGE, ImproveConfig, check_config
 from qstar.search.common import Critics
 from qstar.tasks.base import Problem, Task
-from qstar.train.pretrain import write_json_atomic
+from qstar.train.pretrain import config_differences, write_json_atomic
 
 IMPROVE_STREAM = 7_000
 """offset of the training-problem streams (pretraining, critics and their reports use others)"""
@@ -170,7 +170,7 @@ class Run:
         self._lock()
         wanted = self.cfg.to_dict()
         if file.is_file():
-            diffs = config_differences(json.loads(file.read_text()), wanted)
+            diffs = config_differences(json.loads(file.read_text()), wanted, ignore=RERUN_MAY_CHANGE)
             if diffs:
                 raise QstarError(f"{self.out} holds an improve run with another configuration ("
                                  + "; ".join(diffs) + "); rerun with its options or choose a new --out")

@@ -98,8 +98,7 @@ def make_pairs(policy, task, problems: list, cfg: DPORunConfig, progress: bool =
 
 
 def _check_config(out: Path, cfg: DPORunConfig) -> None:
-    from qstar.improve.config import config_differences
-    from qstar.train.pretrain import write_json_atomic
+    from qstar.train.pretrain import config_differences, write_json_atomic
 
     file = out / "config.json"
     if file.is_file():

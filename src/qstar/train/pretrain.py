@@ -223,6 +223,19 @@ def _last_checkpoint(ckpt_dir: Path) -> str | None:
     return get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
 
 
+def config_differences(saved: dict, wanted: dict, ignore: tuple[str, ...] = (), prefix: str = "") -> list[str]:
+    """Fields whose values differ, as ``name: saved -> wanted``, skipping the top-level fields in ``ignore``;
+    nested configs are compared field by field, by dotted name (``trunk.lr: 0.001 -> 0.5``)."""
+    diffs = []
+    for name in sorted((set(saved) | set(wanted)) - set(ignore)):
+        a, b = saved.get(name), wanted.get(name)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += config_differences(a, b, prefix=f"{prefix}{name}.")
+        elif a != b:
+            diffs.append(f"{prefix}{name}: {a!r} -> {b!r}")
+    return diffs
+
+
 def write_json_atomic(path: Path, obj) -> None:
     """Write JSON through a temporary file and a rename, so a kill never leaves half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
