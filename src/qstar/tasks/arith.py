@@ -14,13 +14,13 @@ same question can never be generated for both.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import asdict, dataclass, field
 
 from qstar.errors import QstarError
 from qstar.tasks.base import Problem, config_from_options
+from qstar.tasks.generated import draw_distinct, problem_id, split_of, split_size
 
 NAMES = ["Ann", "Bob", "Cal", "Dee", "Eve", "Fay", "Gus", "Hal", "Ivy", "Jo", "Kim", "Lu", "Max", "Ned"]
 ITEMS = ["pens", "cards", "eggs", "coins", "books", "cups", "rocks", "beads", "nuts", "toys"]
@@ -77,28 +77,16 @@ class ArithTask:
     # -- problems ---------------------------------------------------------------------------------
     def problems(self, split: str, limit: int | None = None, seed: int | None = None) -> list[Problem]:
         """Problems of ``split``, deterministic for the config's seed (or ``seed`` for a fresh stream)."""
-        if split not in ("train", "test"):
-            raise QstarError(f"arith has splits 'train' and 'test', not {split!r}")
-        n = limit if limit is not None else (self.config.n_test if split == "test" else 10_000)
+        n = split_size(self.name, split, limit, self.config.n_test)
         return list(self.iter_problems(split, n, seed))
 
     def iter_problems(self, split: str, n: int, seed: int | None = None):
-        """Yield ``n`` distinct problems of ``split``; rejection-samples by hash so splits are disjoint."""
+        """Yield ``n`` distinct problems of ``split`` (see :func:`qstar.tasks.generated.draw_distinct`)."""
         base = self.config.seed if seed is None else seed
-        # Distinct streams per split, so asking for more train problems never shifts the test set.
-        rng = random.Random(f"arith/{base}/{split}")
-        seen: set[str] = set()
-        tries = 0
-        while len(seen) < n:
-            tries += 1
-            if tries > 50 * n + 1000:
-                raise QstarError(f"arith: cannot draw {n} distinct {split} problems; widen the ranges")
-            question, steps, answer = self._draw(rng)
-            if self.split_of(question) != split or question in seen:
-                continue
-            seen.add(question)
+        for question, (steps, answer) in draw_distinct(self.name, split, n, base, self.config.test_fraction,
+                                                       self._draw):
             yield Problem(
-                id=f"arith-{split}-{_digest(question)[:10]}",
+                id=problem_id(self.name, split, question),
                 question=question,
                 answer=str(answer),
                 solution="\n".join([*steps, f"#### {answer}"]),
@@ -106,10 +94,9 @@ class ArithTask:
 
     def split_of(self, question: str) -> str:
         """The split a question belongs to, by hash: the same question can never land in both."""
-        h = int(_digest(question)[:8], 16) / 0xFFFFFFFF
-        return "test" if h < self.config.test_fraction else "train"
+        return split_of(question, self.config.test_fraction)
 
-    def _draw(self, rng: random.Random) -> tuple[str, list[str], int]:
+    def _draw(self, rng: random.Random) -> tuple[str, tuple[list[str], int]]:
         c = self.config
         name, item = rng.choice(NAMES), rng.choice(ITEMS)
         value = rng.randint(*c.start_range)
@@ -135,7 +122,7 @@ class ArithTask:
             steps.append(f"{value}{op}{n}={new}")
             value = new
         sentences.append("How many now?")
-        return " ".join(sentences), steps, value
+        return " ".join(sentences), (steps, value)
 
     # -- format and grading -----------------------------------------------------------------------
     def prompt(self, problem: Problem) -> str:
@@ -171,7 +158,3 @@ class ArithTask:
 
     def to_dict(self) -> dict:
         return {"name": self.name, **asdict(self.config)}
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

@@ -20,13 +20,13 @@ Train and test splits never overlap: a problem belongs to the split its question
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from qstar.errors import QstarError
 from qstar.tasks.base import Problem, config_from_options
+from qstar.tasks.generated import draw_distinct, problem_id, split_of, split_size
 from qstar.tasks.humaneval import truncate_completion
 from qstar.tasks.sandbox import SandboxConfig, SandboxResult, run_batch
 
@@ -118,29 +118,17 @@ class CodeArithTask:
     # -- problems ---------------------------------------------------------------------------------
     def problems(self, split: str, limit: int | None = None, seed: int | None = None) -> list[Problem]:
         """Problems of ``split``, deterministic for the config's seed (or ``seed`` for a fresh stream)."""
-        if split not in ("train", "test"):
-            raise QstarError(f"code-arith has splits 'train' and 'test', not {split!r}")
-        n = limit if limit is not None else (self.config.n_test if split == "test" else 10_000)
+        n = split_size(self.name, split, limit, self.config.n_test)
         return list(self.iter_problems(split, n, seed))
 
     def iter_problems(self, split: str, n: int, seed: int | None = None):
-        """Yield ``n`` distinct problems of ``split``; rejection-samples by hash so splits are disjoint."""
+        """Yield ``n`` distinct problems of ``split`` (see :func:`qstar.tasks.generated.draw_distinct`)."""
         base = self.config.seed if seed is None else seed
-        # Distinct streams per split, so asking for more train problems never shifts the test set.
-        rng = random.Random(f"code-arith/{base}/{split}")
-        seen: set[str] = set()
-        tries = 0
-        while len(seen) < n:
-            tries += 1
-            if tries > 50 * n + 1000:
-                raise QstarError(f"code-arith: cannot draw {n} distinct {split} problems; widen the ranges")
-            question, arg, steps = self._draw(rng)
-            if self.split_of(question) != split or question in seen:
-                continue
-            seen.add(question)
+        for question, (arg, steps) in draw_distinct(self.name, split, n, base, self.config.test_fraction,
+                                                    self._draw):
             body = reference_body(arg, steps)
             yield Problem(
-                id=f"code-arith-{split}-{_digest(question)[:10]}",
+                id=problem_id(self.name, split, question),
                 question=question,
                 answer=body,
                 solution=body,
@@ -149,10 +137,9 @@ class CodeArithTask:
 
     def split_of(self, question: str) -> str:
         """The split a question belongs to, by hash: the same question can never land in both."""
-        h = int(_digest(question)[:8], 16) / 0xFFFFFFFF
-        return "test" if h < self.config.test_fraction else "train"
+        return split_of(question, self.config.test_fraction)
 
-    def _draw(self, rng: random.Random) -> tuple[str, str, list[tuple[str, str]]]:
+    def _draw(self, rng: random.Random) -> tuple[str, tuple[str, list[tuple[str, str]]]]:
         """A question, its argument's name, and its steps as (operator, operand source text)."""
         c = self.config
         arg = rng.choice(c.args)
@@ -172,7 +159,7 @@ class CodeArithTask:
                 phrases = PHRASES[op] if c.synonyms else PHRASES[op][:1]
                 clauses.append(rng.choice(phrases).format(n=operand))
             steps.append((op, operand))
-        return f"# {', '.join(clauses)}\ndef f({arg}):", arg, steps
+        return f"# {', '.join(clauses)}\ndef f({arg}):", (arg, steps)
 
     def _tests(self, question: str, arg: str, steps: list[tuple[str, str]]) -> list[list[int]]:
         """``[input, expected]`` pairs: distinct inputs seeded by the question, outputs from the reference.
@@ -267,7 +254,3 @@ def build_program(body: str, problem: Problem) -> str:
         raise QstarError(f"code-arith problem {problem.id!r} has no hidden tests (meta['tests'])")
     asserts = "\n".join(f"assert f({x}) == {y}, 'f({x}) should be {y}'" for x, y in tests)
     return f"{problem.question}\n{body}\n\n\n{asserts}\n"
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
