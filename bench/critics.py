@@ -1,19 +1,21 @@
 """Trained critics in search: every method on arith test problems, then AlphaLLM's MCTS ablation.
 
-    .venv/bin/python bench/critics.py --critics DIR [--model DIR] [--problems 200]
+    .venv/bin/python bench/critics.py --critics DIR [--model DIR] [--problems 200] [--out DIR]
 
 No reference answer is seen at test time. Prints the method table (see ``bench/methods.py``) and the
 ablation: MCTS with the value only, then +PRM, +ORM fast rollouts, +adaptive branching, +state merge.
 The last line is one JSON object with at least ``greedy``, ``self_consistency``, ``mcts``,
-``mcts_tokens``, ``sc_tokens`` and the ablation's accuracies.
+``mcts_tokens``, ``sc_tokens`` and the ablation's accuracies. With ``--out DIR`` it also writes
+``methods.json`` (every row, the ablation's too) and ``methods.png`` (accuracy against tokens).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from methods import compare, mcts_config, run
+from methods import compare, mcts_config, run, save
 
 from qstar.evaluate import format_table, load_critics, load_policy
 from qstar.search.mcts import mcts
@@ -34,8 +36,9 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--critics", required=True)
     ap.add_argument("--problems", type=int, default=200)
+    ap.add_argument("--out", type=Path, default=None, help="write methods.json and methods.png here")
     args = ap.parse_args()
-    figures = compare(args.model, args.critics, args.problems, None)
+    figures, method_rows = compare(args.model, args.critics, args.problems, None)
     task = get_task("arith")
     problems = task.problems("test", args.problems)
     policy, critics = load_policy(args.model, task), load_critics(args.critics)
@@ -47,6 +50,9 @@ def main() -> None:
     print(format_table(rows, title="MCTS ablation (AlphaLLM Table 4 order)"))
     figures["ablation"] = {r["name"]: r["summary"]["accuracy"] for r in rows}
     figures["ablation_tokens"] = {r["name"]: r["summary"]["mean_tokens"] for r in rows}
+    if args.out is not None:
+        ablation = [{**r, "name": f"MCTS {r['name']}"} for r in rows]
+        save(args.out, figures, method_rows + ablation, f"arith test, {len(problems)} problems, critics {args.critics}")
     print(json.dumps(figures))
 
 

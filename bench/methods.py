@@ -6,6 +6,7 @@ Without ``--critics`` the ranking methods use the policy's own mean token probab
 MCTS gets a number of simulations chosen so its generated tokens per problem match
 self-consistency@16 (measured on a few problems first). Prints a table; the last line is one JSON
 object with at least ``greedy``, ``self_consistency``, ``mcts``, ``mcts_tokens`` and ``sc_tokens``.
+With ``--out DIR`` it also writes ``methods.json`` (every row) and ``methods.png`` (accuracy against tokens).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def matched_simulations(target_tokens: float, cfg: MCTSConfig, problems, task, p
     return max(4, round(target_tokens / per_sim))
 
 
-def compare(model: str, critics_dir: str | None, n_problems: int, out: Path | None) -> dict:
+def compare(model: str, critics_dir: str | None, n_problems: int, out: Path | None) -> tuple[dict, list[dict]]:
+    """Every method on the first ``n_problems`` arith test problems: the JSON line's figures, and the rows."""
     task = get_task("arith")
     problems = task.problems("test", n_problems)
     policy = load_policy(model, task)
@@ -81,9 +83,17 @@ def compare(model: str, critics_dir: str | None, n_problems: int, out: Path | No
         "problems": len(problems),
     }
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "methods.json").write_text(json.dumps({"figures": figures, "rows": rows}, indent=1))
-    return figures
+        save(out, figures, rows, f"arith test, {len(problems)} problems, critics {critics_dir}")
+    return figures, rows
+
+
+def save(out: Path, figures: dict, rows: list[dict], title: str) -> None:
+    """``out/methods.json`` (the figures and every row) and ``out/methods.png`` (accuracy against tokens)."""
+    from qstar.viz.cost_plot import plot_accuracy_vs_tokens
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "methods.json").write_text(json.dumps({"figures": figures, "rows": rows}, indent=1))
+    print(f"plot: {plot_accuracy_vs_tokens(rows, out / 'methods.png', title)}")
 
 
 def main() -> None:
@@ -93,7 +103,7 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=200)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    figures = compare(args.model, args.critics, args.problems, args.out)
+    figures, _ = compare(args.model, args.critics, args.problems, args.out)
     print(json.dumps(figures))
 
 

@@ -99,6 +99,20 @@ def test_eval_writes_results(tmp_path, char_model_dir):
     assert set(rec) >= {"question", "reference", "prediction", "correct", "tokens"}
     assert 0 < rec["tokens"] <= 3 * 24 and rec["n_candidates"] == 3
 
+    # a second method on the same problems, then both side by side
+    greedy = tmp_path / "greedy"
+    assert qstar("eval", "--model", str(char_model_dir), "--limit", "4", "--max-new-tokens", "24",
+                 "--out", str(greedy), "--quiet").returncode == 0
+    proc = qstar("compare", str(out), str(greedy / "results.json"), "--out", str(tmp_path / "c.png"))
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.splitlines()
+    assert table[0] == "arith (test, 4 problems)" and [line.split()[0] for line in table[3:5]] == ["sample", "greedy"]
+    assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+    other = tmp_path / "other"
+    assert qstar("eval", "--model", str(char_model_dir), "--limit", "2", "--max-new-tokens", "8",
+                 "--out", str(other), "--quiet").returncode == 0
+    assert_clean_error(qstar("compare", str(out), str(other)), "evaluated other problems")
+
 
 def test_eval_task_options_reach_the_generator(tmp_path, char_model_dir):
     out = tmp_path / "short"

@@ -184,11 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Sub-commands that live beside their feature; each module imports only argparse at start-up.
     from qstar.critics.cli import add_parser as add_train_critics
     from qstar.improve.cli import add_parser as add_improve
+    from qstar.viz.compare_cli import add_parser as add_compare
     from qstar.viz.credit_cli import add_parser as add_credit
 
     add_train_critics(sub)
     add_improve(sub)
     add_credit(sub)
+    add_compare(sub)
 
     p = sub.add_parser("demo", help="the end-to-end demo on the built-in default task")
     p.add_argument("--out", default="runs/demo", help="run directory")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 METHODS = {"greedy": "greedy", "self_consistency": "self-consistency", "mcts": "MCTS"}
@@ -47,10 +46,9 @@ def format_rows(rows: list[dict], title: str = "") -> str:
 
 def plot_progress(rows: list[dict], path: Path, title: str = "", labels: dict | None = None) -> Path:
     """Accuracy by iteration for each method, written atomically (a temporary file, then a rename)."""
-    import matplotlib
+    from qstar.viz.figure import pyplot, save_png
 
-    matplotlib.use("Agg")  # no display; also safe inside tests
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for key, label in {**METHODS, **(labels or {})}.items():
@@ -63,11 +61,7 @@ def plot_progress(rows: list[dict], path: Path, title: str = "", labels: dict | 
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path)
 
 
 def write_report(run) -> dict:

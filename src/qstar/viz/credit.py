@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 
 from qstar.critics.implicit import TokenCredit
+from qstar.viz.figure import pyplot, save_png
 
 NEGATIVE, ZERO, POSITIVE = (178, 24, 43), (247, 247, 247), (33, 102, 172)
 """the ends and middle of the diverging scale (matplotlib's RdBu)"""
@@ -87,10 +88,6 @@ def write_credit_html(credit: TokenCredit, out: str | Path, **kw) -> Path:
 
 def write_credit_png(credit: TokenCredit, out: str | Path, *, title: str = "implicit reward", dpi: int = 120) -> Path:
     """A heatmap: one row per step, one cell per token (labelled with its text), the step sum on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.colors import LinearSegmentedColormap
 
@@ -104,7 +101,7 @@ def write_credit_png(credit: TokenCredit, out: str | Path, *, title: str = "impl
             grid[s, j] = credit.rewards[i]
     limit = scale_limit(credit)
     fig_w = min(2.0 + 0.45 * width, 30)
-    fig, ax = plt.subplots(figsize=(fig_w, 1.0 + 0.5 * len(rows)))
+    fig, ax = pyplot().subplots(figsize=(fig_w, 1.0 + 0.5 * len(rows)))
     im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
     for s, row in enumerate(rows):
         for j, i in enumerate(row):
@@ -118,8 +115,4 @@ def write_credit_png(credit: TokenCredit, out: str | Path, *, title: str = "impl
     ax.set_title(f"{title} (beta={credit.beta:g}, total {credit.total:+.3f})", fontsize=10)
     # The colour bar leaves room (about 0.9 inch) for the step sums on the right.
     fig.colorbar(im, ax=ax, pad=0.9 / fig_w, label="beta log pi/pi_ref")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return save_png(fig, out, dpi=dpi, bbox_inches="tight")
