@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import json
+import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -64,16 +65,32 @@ def method_config(cfg: EvalConfig):
 
 
 def evaluate(
-    problems: list[Problem], task: Task, policy, critics, strategy, method_cfg, batch: int, progress: bool = True
+    problems: list[Problem], task: Task, policy, critics, strategy, method_cfg, batch: int, progress: bool = True,
+    checkpoint: Path | None = None,
 ) -> list[SearchResult]:
-    """Run ``strategy`` over ``problems`` in batches, with a progress bar."""
+    """Run ``strategy`` over ``problems`` in batches, with a progress bar.
+
+    With ``checkpoint`` (a folder), each batch's results are saved there as soon as they exist, and batches
+    already saved are read back instead of searched again: a killed evaluation loses one batch at most.
+    Every strategy seeds each call from its config alone, so a resumed run gives what an uninterrupted one
+    would (the caller checks that the folder belongs to the same evaluation).
+    """
     from tqdm.auto import tqdm
 
     results: list[SearchResult] = []
     with tqdm(total=len(problems), desc="eval", unit="problem", disable=not progress) as bar:
         for i in range(0, len(problems), batch):
             chunk = problems[i : i + batch]
-            results.extend(strategy(chunk, task, policy, critics, method_cfg))
+            part = checkpoint / f"{i // batch:05d}.json" if checkpoint is not None else None
+            if part is not None and part.is_file():
+                results.extend(SearchResult.from_dict(d) for d in json.loads(part.read_text()))
+            else:
+                got = strategy(chunk, task, policy, critics, method_cfg)
+                if part is not None:
+                    from qstar.train.pretrain import write_json_atomic
+
+                    write_json_atomic(part, [r.to_dict() for r in got])
+                results.extend(got)
             bar.update(len(chunk))
             acc = sum(_correct(task, r, p) for r, p in zip(results, problems, strict=False)) / len(results)
             bar.set_postfix(acc=f"{acc:.3f}")
@@ -171,21 +188,46 @@ def run_eval(cfg: EvalConfig, out: str | Path | None, progress: bool = True, pol
         critics = load_critics(cfg.critics) if cfg.critics else Critics()
     cfg.options = default_critic_terms(cfg.method, critics, cfg.options)
     strategy, mcfg = method_config(cfg)
+    partial = _partial(Path(out), {"config": asdict(cfg), "method_config": asdict(mcfg)}) if out is not None else None
     if policy is None:
         policy = load_policy(cfg.model, task)
-    t0 = time.perf_counter()
-    results = evaluate(problems, task, policy, critics, strategy, mcfg, cfg.batch_problems, progress)
-    wall = time.perf_counter() - t0
+    results = evaluate(problems, task, policy, critics, strategy, mcfg, cfg.batch_problems, progress, partial)
+    wall = sum(r.cost.wall_s for r in results)  # the searches' own time, restored batches included
     report = {"config": asdict(cfg), "method_config": asdict(mcfg), **summarise(problems, task, results, wall, cfg.n)}
     report["summary"]["method"] = cfg.method
     print(format_table([{"name": cfg.method, **report}], title=f"{cfg.task} ({cfg.split}, {len(problems)} problems)"))
     if out is not None:
         from qstar.train.pretrain import write_json_atomic
 
-        Path(out).mkdir(parents=True, exist_ok=True)
         write_json_atomic(Path(out) / "results.json", report)
+        shutil.rmtree(partial)  # the results are saved: nothing is left to resume
         print(f"results: {Path(out) / 'results.json'}")
     return report
+
+
+PARTIAL = "eval.partial"
+"""the folder in ``--out`` holding a running evaluation's finished batches, removed once results.json exists"""
+
+
+def _partial(out: Path, config: dict) -> Path:
+    """``out/eval.partial``, holding ``config``: a new one, or that of a killed run of the same evaluation
+    (whose batches are reused). One left by another evaluation is refused, naming what differs."""
+    from qstar.train.pretrain import config_differences, write_json_atomic
+
+    folder = out / PARTIAL
+    saved = folder / "config.json"
+    config = json.loads(json.dumps(config))  # as it reads back (tuples become lists)
+    if saved.is_file():
+        before = json.loads(saved.read_text())
+        if before != config:
+            diff = "; ".join(config_differences(before, config))
+            raise QstarError(f"{folder} holds batches of another evaluation ({diff}); remove it to start over, "
+                             f"or use another --out")
+        print(f"resuming: {len(list(folder.glob('0*.json')))} finished batches in {folder}")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(saved, config)
+    return folder
 
 
 def load_policy(model: str, task: Task, **options):

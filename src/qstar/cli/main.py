@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a method on a task's test problems")
     _add_eval_args(p)
     p.add_argument("--method", default="greedy", help="greedy | sample | best-of-n | self-consistency | beam | mcts")
-    p.add_argument("--out", help="directory for results.json")
+    p.add_argument("--out", help="directory for results.json; a killed run started again resumes there")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
 

@@ -146,3 +146,13 @@ class SearchResult:
     tree: Any = None
     """the search tree, for strategies that build one (MCTS, beam)"""
     stats: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Everything but the tree, as JSON-ready data (a resumed evaluation reads it back)."""
+        return {"answer": self.answer, "trajectory": asdict(self.trajectory),
+                "candidates": [asdict(c) for c in self.candidates], "cost": asdict(self.cost), "stats": self.stats}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchResult:
+        return cls(d["answer"], Trajectory(**d["trajectory"]), [Trajectory(**c) for c in d["candidates"]],
+                   TokenCost(**d["cost"]), stats=d["stats"])
