@@ -8,7 +8,7 @@ import json
 import pytest
 
 from qstar.errors import QstarError
-from qstar.tasks.jsonl import first, jsonl_stem, read_jsonl, text_field
+from qstar.tasks.jsonl import first, jsonl_stem, read_json, read_jsonl, text_field
 
 
 def test_reads_rows_with_line_numbers_skipping_blank_lines(tmp_path):
@@ -88,3 +88,11 @@ def test_first_takes_a_prefix_and_rejects_negative_limits():
     assert first([1, 2, 3], 0) == []
     with pytest.raises(QstarError, match="limit"):
         first([1, 2, 3], -1)
+
+
+def test_read_json_reads_a_whole_file_and_points_at_a_bad_line(tmp_path):
+    (tmp_path / "ok.json").write_text('{"a": [1, 2]}')
+    assert read_json(tmp_path / "ok.json") == {"a": [1, 2]}
+    (tmp_path / "bad.json").write_text('{"a": 1,\n\n "b": }')
+    with pytest.raises(QstarError, match=r"bad.json:3: malformed JSON"):
+        read_json(tmp_path / "bad.json")

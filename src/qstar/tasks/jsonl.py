@@ -1,4 +1,4 @@
-"""Reading task data from JSONL files, with errors that point at the offending ``file:line``.
+"""Reading task data from JSONL files (and whole JSON files), with errors that point at the offending ``file:line``.
 
 Benchmark files are edited by hand and fetched from many places; a bad row should stop the run
 with one line saying where it is, not with a traceback from deep inside a loader.
@@ -28,6 +28,15 @@ def read_jsonl(path: str | Path, required_fields: tuple[str, ...] = ()) -> list[
         if missing:
             raise QstarError(f"{where(path, line)}: missing field {', '.join(map(repr, missing))}")
     return rows
+
+
+def read_json(path: str | Path):
+    """A whole JSON file (results, trees, configs); malformed JSON is a one-line error at ``file:line``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise QstarError(f"{where(path, err.lineno)}: malformed JSON ({err.msg})") from err
 
 
 def text_field(path: str | Path, line: int, row: dict, name: str) -> str:

@@ -8,7 +8,6 @@ Only argparse is imported with the parser; the command imports the rest.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from qstar.errors import QstarError
@@ -27,14 +26,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def read_result(path: str | Path) -> dict:
     """One ``qstar eval`` result, named by its method; a missing or foreign file is a one-line error."""
+    from qstar.tasks.jsonl import read_json
+
     path = Path(path)
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
         raise QstarError(f"{path}: no results.json (write one with qstar eval --out DIR)")
-    try:
-        report = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise QstarError(f"{file}:{err.lineno}: malformed JSON ({err.msg})") from err
+    report = read_json(file)
     if not isinstance(report, dict) or not {"config", "summary"} <= report.keys() or "method" not in report["summary"]:
         raise QstarError(f"{file}: not a qstar eval result (it needs config and summary.method)")
     return {"name": report["summary"]["method"], "file": str(file), **report}

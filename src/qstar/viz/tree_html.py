@@ -100,17 +100,12 @@ def write_tree_html(tree_dict: dict, out_path: str | Path, title: str = "") -> P
 
 def load_tree_json(path: str | Path) -> dict:
     """A tree written by ``qstar search --save-tree``, with a one-line error for anything else."""
-    import json
-
     from qstar.errors import QstarError
+    from qstar.tasks.jsonl import read_json
 
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).is_file():
         raise QstarError(f"{path}: no such file")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise QstarError(f"{path}:{err.lineno}: not JSON ({err.msg})") from err
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
         raise QstarError(f"{path}: not a search tree (expected an object with a 'nodes' list)")
     return data
