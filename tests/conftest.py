@@ -15,6 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def write_jsonl(path: Path, rows: list[dict], gz: bool = False) -> str:
+    """``rows`` as a JSONL file (gzipped with ``gz``), as the data tasks read them; returns the path."""
+    import gzip
+    import json
+
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    if gz:
+        with gzip.open(path, "wt") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text)
+    return str(path)
+
+
 def save_tiny_llama(tokenizer, out: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
     from qstar.models.tiny import TinyModelConfig, build_tiny_llama
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,11 @@ from qstar.errors import QstarError
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem, Task
 from qstar.tasks.gsm8k import GSM8KTask, normalize_number, strip_annotations
+from tests.conftest import write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared/data/gsm8k"
 needs_data = pytest.mark.skipif(not (DATA / "test.jsonl").exists(), reason="shared GSM8K data not present")
-
-
-def write_rows(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
 
 
 def problem(answer: str) -> Problem:
@@ -32,7 +27,7 @@ def task() -> GSM8KTask:
 
 
 def test_is_a_task_built_by_the_registry(tmp_path):
-    path = write_rows(tmp_path / "mini.jsonl", [{"question": "1+1?", "answer": "1+1=<<1+1=2>>2\n#### 2"}])
+    path = write_jsonl(tmp_path / "mini.jsonl", [{"question": "1+1?", "answer": "1+1=<<1+1=2>>2\n#### 2"}])
     task = get_task("gsm8k", path)
     assert isinstance(task, Task)
     assert (task.name, task.step_delimiter) == ("gsm8k", "\n")
@@ -43,7 +38,7 @@ def test_loads_problems_with_ids_answers_and_stripped_solutions(tmp_path):
         {"question": "Q1", "answer": "2*3=<<2*3=6>>6 apples\n#### 6"},
         {"question": "Q2", "answer": "It costs $<<1000+234=1234>>1,234\n#### 1,234"},
     ]
-    task = GSM8KTask(write_rows(tmp_path / "mini.jsonl", rows))
+    task = GSM8KTask(write_jsonl(tmp_path / "mini.jsonl", rows))
     first, second = task.problems("train")
     assert first == Problem("gsm8k-mini-0", "Q1", "6", "2*3=6 apples\n#### 6")
     assert second.id == "gsm8k-mini-1" and second.answer == "1234"
@@ -52,7 +47,7 @@ def test_loads_problems_with_ids_answers_and_stripped_solutions(tmp_path):
 
 
 def test_calculator_annotations_can_be_kept(tmp_path):
-    path = write_rows(tmp_path / "mini.jsonl", [{"question": "Q", "answer": "2*3=<<2*3=6>>6\n#### 6"}])
+    path = write_jsonl(tmp_path / "mini.jsonl", [{"question": "Q", "answer": "2*3=<<2*3=6>>6\n#### 6"}])
     kept = GSM8KTask(path, strip_calculator=False).problems("test")[0]
     assert kept.solution == "2*3=<<2*3=6>>6\n#### 6"
     assert strip_annotations("a <<4/2=2>>2 and <<2+2=4>>4") == "a 2 and 4"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from qstar.tasks import get_task
 from qstar.tasks.base import Task
 from qstar.tasks.humaneval import HumanEvalTask, build_program, truncate_completion
 from qstar.tasks.sandbox import SandboxConfig
+from tests.conftest import write_jsonl
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared/data/humaneval/HumanEval.jsonl.gz"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared HumanEval data not present")
@@ -34,23 +34,13 @@ REV = {
 }
 
 
-def write_rows(path: Path, rows: list[dict], gz: bool = True) -> str:
-    text = "".join(json.dumps(row) + "\n" for row in rows)
-    if gz:
-        with gzip.open(path, "wt") as handle:
-            handle.write(text)
-    else:
-        path.write_text(text)
-    return str(path)
-
-
 @pytest.fixture
 def mini(tmp_path) -> HumanEvalTask:
-    return HumanEvalTask(write_rows(tmp_path / "mini.jsonl.gz", [ADD, REV]), sandbox=FAST)
+    return HumanEvalTask(write_jsonl(tmp_path / "mini.jsonl.gz", [ADD, REV], gz=True), sandbox=FAST)
 
 
 def test_is_a_task_built_by_the_registry(tmp_path):
-    task = get_task("humaneval", write_rows(tmp_path / "m.jsonl", [ADD], gz=False), step_delimiter="\n\n")
+    task = get_task("humaneval", write_jsonl(tmp_path / "m.jsonl", [ADD]), step_delimiter="\n\n")
     assert isinstance(task, Task)
     assert (task.name, task.step_delimiter) == ("humaneval", "\n\n")
     assert get_task("humaneval").step_delimiter == "\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -13,15 +12,11 @@ from qstar.errors import QstarError
 from qstar.tasks import get_task
 from qstar.tasks.base import Problem, Task
 from qstar.tasks.math500 import Math500Task, last_boxed
+from tests.conftest import write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared/data/math500/test.jsonl"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared MATH-500 data not present")
-
-
-def write_rows(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
 
 
 def problem(answer: str) -> Problem:
@@ -34,7 +29,7 @@ def task() -> Math500Task:
 
 
 def test_is_a_task_built_by_the_registry(tmp_path):
-    path = write_rows(tmp_path / "mini.jsonl", [{"question": "1+1?", "answer": "It is $\\boxed{2}$."}])
+    path = write_jsonl(tmp_path / "mini.jsonl", [{"question": "1+1?", "answer": "It is $\\boxed{2}$."}])
     task = get_task("math500", path)
     assert isinstance(task, Task)
     assert (task.name, task.step_delimiter) == ("math500", "\n\n")
@@ -45,7 +40,7 @@ def test_loads_problems_with_the_boxed_answer(tmp_path):
         {"question": "Half?", "answer": "So $\\boxed{\\frac{1}{2}}$.The answer is: \\frac{1}{2}", "level": 2},
         {"question": "Q2", "answer": "Only a line.\nThe answer is: 7"},
     ]
-    task = Math500Task(write_rows(tmp_path / "mini.jsonl", rows))
+    task = Math500Task(write_jsonl(tmp_path / "mini.jsonl", rows))
     first, second = task.problems("train")  # one explicit file serves every split
     assert first.id == "math500-mini-0" and first.answer == "\\frac{1}{2}"
     assert first.solution == rows[0]["answer"] and first.meta["level"] == 2
