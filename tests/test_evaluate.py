@@ -67,3 +67,17 @@ def test_search_results_with_their_stats_read_back_from_json(char_model_dir):
         back = SearchResult.from_dict(json.loads(json.dumps(r.to_dict())))
         assert back.tree is None and (back.answer, back.trajectory, back.candidates, back.cost, back.stats) == (
             r.answer, r.trajectory, r.candidates, r.cost, r.stats)
+
+
+def test_the_progress_bar_grades_each_problem_once(monkeypatch):
+    """Grading may run code in a sandbox: the running accuracy must not regrade earlier batches."""
+    from qstar.evaluate import evaluate
+    from qstar.search.baselines import SampleConfig, greedy
+    from qstar.search.common import Critics
+    from tests.search.fakes import FakePolicy, FakeTask
+
+    task = FakeTask([[3, 5], [2, 7], [9, 4], [1, 1]])
+    graded = []
+    monkeypatch.setattr(FakeTask, "is_correct", lambda self, s, p: graded.append(p.id) or True)
+    results = evaluate(task.problems(), task, FakePolicy(), Critics(), greedy, SampleConfig(), batch=1)
+    assert len(results) == 4 and sorted(graded) == ["p0", "p1", "p2", "p3"]

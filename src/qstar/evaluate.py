@@ -78,22 +78,24 @@ def evaluate(
     from tqdm.auto import tqdm
 
     results: list[SearchResult] = []
+    correct = 0
     with tqdm(total=len(problems), desc="eval", unit="problem", disable=not progress) as bar:
         for i in range(0, len(problems), batch):
             chunk = problems[i : i + batch]
             part = checkpoint / f"{i // batch:05d}.json" if checkpoint is not None else None
             if part is not None and part.is_file():
-                results.extend(SearchResult.from_dict(d) for d in json.loads(part.read_text()))
+                got = [SearchResult.from_dict(d) for d in json.loads(part.read_text())]
             else:
                 got = strategy(chunk, task, policy, critics, method_cfg)
                 if part is not None:
                     from qstar.train.pretrain import write_json_atomic
 
                     write_json_atomic(part, [r.to_dict() for r in got])
-                results.extend(got)
+            results.extend(got)
             bar.update(len(chunk))
-            acc = sum(_correct(task, r, p) for r, p in zip(results, problems, strict=False)) / len(results)
-            bar.set_postfix(acc=f"{acc:.3f}")
+            if progress:  # grade the new batch only: grading may run code in a sandbox
+                correct += sum(_correct(task, r, p) for r, p in zip(got, chunk, strict=True))
+                bar.set_postfix(acc=f"{correct / len(results):.3f}")
     return results
 
 
