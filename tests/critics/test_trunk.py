@@ -108,7 +108,7 @@ def test_without_a_trunk_the_critics_start_from_the_policy(char_model_dir, tmp_p
 
 def test_order_and_schedule_name_the_sft_settings():
     assert trainer_settings(TrunkConfig(order="by_length", schedule="linear")) == {
-        "train_sampling_strategy": "group_by_length"}
+        "train_sampling_strategy": "group_by_length", "lr_scheduler_type": "linear"}
     assert trainer_settings(TrunkConfig()) == {"train_sampling_strategy": "random", "lr_scheduler_type": "cosine",
                                                "warmup_steps": 30, "weight_decay": 0.01}
 

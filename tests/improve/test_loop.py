@@ -227,6 +227,38 @@ def test_a_run_with_another_config_is_refused(reference, char_model_dir, tmp_pat
         Run(tiny_config(char_model_dir), tmp_path / "other").open()
 
 
+def test_a_run_saved_before_sft_order_existed_resumes_as_it_trained(reference, char_model_dir, tmp_path):
+    """Such a run trained on batches by length with a linear schedule (today's defaults): it resumes, and
+    other settings are refused by name."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["sft_order"], saved["sft_schedule"]
+    (out / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(QstarError, match=r"\(sft_order: 'by_length' -> 'random'; sft_schedule: 'linear' -> 'cosine'\)"):
+        Run(tiny_config(char_model_dir, sft_order="random", sft_schedule="cosine"), out).open()
+    run = Run(tiny_config(char_model_dir), out)
+    run.open()
+    run.close()
+    with pytest.raises(QstarError, match="sft_order must be one of random, by_length"):
+        check_config(tiny_config(char_model_dir, sft_order="shuffled"))
+
+
+def test_sft_trains_with_the_configured_batch_order_and_schedule(reference, char_model_dir, tmp_path, monkeypatch):
+    from qstar.improve.loop import phase_sft
+    from qstar.train import finetune
+
+    seen = []
+    monkeypatch.setattr(finetune, "sft", lambda *args, **kw: seen.append(kw["overrides"]) or {})
+    for order, schedule in (("random", "cosine"), ("by_length", "linear")):
+        phase_sft(Run(tiny_config(char_model_dir, sft_order=order, sft_schedule=schedule), reference), 1,
+                  tmp_path / order)
+    assert seen == [{"train_sampling_strategy": "random", "lr_scheduler_type": "cosine"},
+                    {"train_sampling_strategy": "group_by_length", "lr_scheduler_type": "linear"}]
+
+
 def test_static_critics_and_sft_only_plans(char_model_dir):
     static = plan(tiny_config(char_model_dir, retrain_critics=False, finetune="sft", iterations=2))
     assert [s.name for s in static] == ["iter-00/critics", "iter-00/eval",

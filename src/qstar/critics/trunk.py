@@ -123,10 +123,13 @@ BEFORE_ORDER = {"order": "by_length", "schedule": "linear"}
 
 
 def trainer_settings(cfg: TrunkConfig) -> dict:
-    """The ``SFTConfig`` settings that ``order`` and ``schedule`` stand for."""
-    settings = {"train_sampling_strategy": "random" if cfg.order == "random" else "group_by_length"}
+    """The ``SFTConfig`` settings that ``order`` and ``schedule`` stand for (cosine: the prototype's warm-up
+    and weight decay too)."""
+    from qstar.train.finetune import batch_settings
+
+    settings = batch_settings(cfg.order, cfg.schedule)
     if cfg.schedule == "cosine":
-        settings |= {"lr_scheduler_type": "cosine", "warmup_steps": 30, "weight_decay": 0.01}
+        settings |= {"warmup_steps": 30, "weight_decay": 0.01}
     return settings
 
 

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from qstar.errors import QstarError
-from qstar.improve.config import RERUN_MAY_CHANGE, ImproveConfig, check_config
+from qstar.improve.config import BEFORE_SFT_ORDER, RERUN_MAY_CHANGE, ImproveConfig, check_config
 from qstar.search.common import Critics
 from qstar.tasks.base import Problem, Task
 from qstar.train.pretrain import config_differences, write_json_atomic
@@ -170,7 +170,8 @@ class Run:
         self._lock()
         wanted = self.cfg.to_dict()
         if file.is_file():
-            diffs = config_differences(json.loads(file.read_text()), wanted, ignore=RERUN_MAY_CHANGE)
+            saved = BEFORE_SFT_ORDER | json.loads(file.read_text())  # an older run trained as it did then
+            diffs = config_differences(saved, wanted, ignore=RERUN_MAY_CHANGE)
             if diffs:
                 raise QstarError(f"{self.out} holds an improve run with another configuration ("
                                  + "; ".join(diffs) + "); rerun with its options or choose a new --out")
@@ -423,12 +424,13 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def phase_sft(run: Run, k: int, out: Path) -> dict:
-    from qstar.train.finetune import sft
+    from qstar.train.finetune import batch_settings, sft
 
     cfg = run.cfg
     rows = _read_jsonl(run.path(Step(k, "synthesise")) / "sft.jsonl")
     return sft(run.policy_dir(k - 1), rows, out, epochs=cfg.sft_epochs, lr=cfg.sft_lr,
-               batch_size=cfg.sft_batch_size, seed=run.seed(k))
+               batch_size=cfg.sft_batch_size, seed=run.seed(k),
+               overrides=batch_settings(cfg.sft_order, cfg.sft_schedule))
 
 
 def phase_dpo(run: Run, k: int, out: Path) -> dict:

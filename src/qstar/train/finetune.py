@@ -32,6 +32,20 @@ TRAINER_DEFAULTS = dict(
 )
 
 
+SFT_ORDERS = ("random", "by_length")
+SFT_SCHEDULES = ("cosine", "linear")
+
+
+def batch_settings(order: str, schedule: str) -> dict:
+    """The ``SFTConfig`` settings of an SFT batch order and learning-rate schedule.
+
+    ``order``: "random" batches, or "by_length": TRL's batches of rows of similar length (a quarter less
+    padding on arith, but a run of consecutive steps sees only the longest, hardest rows). ``schedule``:
+    "cosine" or TRL's "linear" decay, after ``TRAINER_DEFAULTS``' warm-up either way."""
+    return {"train_sampling_strategy": "random" if order == "random" else "group_by_length",
+            "lr_scheduler_type": schedule}
+
+
 def save_policy_atomic(model, tokenizer, out: str | Path) -> Path:
     """Write a loadable policy directory (weights, config, tokenizer) into a temporary sibling directory,
     then rename it into place, so a kill leaves either the old directory or the whole new one."""
