@@ -81,3 +81,19 @@ def test_the_progress_bar_grades_each_problem_once(monkeypatch):
     monkeypatch.setattr(FakeTask, "is_correct", lambda self, s, p: graded.append(p.id) or True)
     results = evaluate(task.problems(), task, FakePolicy(), Critics(), greedy, SampleConfig(), batch=1)
     assert len(results) == 4 and sorted(graded) == ["p0", "p1", "p2", "p3"]
+
+
+def test_a_run_killed_before_any_batch_blocks_nothing(tmp_path, char_model_dir, monkeypatch):
+    """No batch finished: another configuration may start over in the same folder."""
+    dying_after(monkeypatch, "sample", [], 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(config(char_model_dir), tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    report = run_eval(config(char_model_dir, n=2, limit=3), tmp_path / "run", progress=False)
+    assert report["summary"]["n_problems"] == 3 and not (tmp_path / "run" / PARTIAL).exists()
+
+
+def test_a_model_that_fails_to_load_leaves_no_partial_folder(tmp_path):
+    with pytest.raises(QstarError):
+        run_eval(config(tmp_path / "no-model"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / PARTIAL).exists()

@@ -190,9 +190,9 @@ def run_eval(cfg: EvalConfig, out: str | Path | None, progress: bool = True, pol
         critics = load_critics(cfg.critics) if cfg.critics else Critics()
     cfg.options = default_critic_terms(cfg.method, critics, cfg.options)
     strategy, mcfg = method_config(cfg)
-    partial = _partial(Path(out), {"config": asdict(cfg), "method_config": asdict(mcfg)}) if out is not None else None
     if policy is None:
         policy = load_policy(cfg.model, task)
+    partial = _partial(Path(out), {"config": asdict(cfg), "method_config": asdict(mcfg)}) if out is not None else None
     results = evaluate(problems, task, policy, critics, strategy, mcfg, cfg.batch_problems, progress, partial)
     wall = sum(r.cost.wall_s for r in results)  # the searches' own time, restored batches included
     report = {"config": asdict(cfg), "method_config": asdict(mcfg), **summarise(problems, task, results, wall, cfg.n)}
@@ -219,14 +219,15 @@ def _partial(out: Path, config: dict) -> Path:
     folder = out / PARTIAL
     saved = folder / "config.json"
     config = json.loads(json.dumps(config))  # as it reads back (tuples become lists)
-    if saved.is_file():
+    batches = sorted(folder.glob("0*.json"))
+    if saved.is_file() and batches:
         before = json.loads(saved.read_text())
         if before != config:
             diff = "; ".join(config_differences(before, config))
             raise QstarError(f"{folder} holds batches of another evaluation ({diff}); remove it to start over, "
                              f"or use another --out")
-        print(f"resuming: {len(list(folder.glob('0*.json')))} finished batches in {folder}")
-    else:
+        print(f"resuming: {len(batches)} finished batches in {folder}")
+    else:  # nothing finished yet: whatever config is there may be replaced
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(saved, config)
     return folder
