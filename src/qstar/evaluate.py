@@ -221,11 +221,10 @@ def _partial(out: Path, config: dict) -> Path:
     config = json.loads(json.dumps(config))  # as it reads back (tuples become lists)
     batches = sorted(folder.glob("0*.json"))
     if saved.is_file() and batches:
-        before = json.loads(saved.read_text())
-        if before != config:
-            diff = "; ".join(config_differences(before, config))
-            raise QstarError(f"{folder} holds batches of another evaluation ({diff}); remove it to start over, "
-                             f"or use another --out")
+        diffs = config_differences(json.loads(saved.read_text()), config)
+        if diffs:
+            raise QstarError(f"{folder} holds batches of another evaluation ({'; '.join(diffs)}); remove it to "
+                             f"start over, or use another --out")
         print(f"resuming: {len(batches)} finished batches in {folder}")
     else:  # nothing finished yet: whatever config is there may be replaced
         folder.mkdir(parents=True, exist_ok=True)

@@ -155,7 +155,9 @@ def check_config(cfg: CriticTrainConfig) -> None:
                          "must be at least 1")
     if t.problems and not (t.epochs > 0 and t.lr > 0):
         raise QstarError(f"train-critics: the trunk's epochs and lr must be positive, got {t.epochs}, {t.lr}")
-    if t.order not in ("random", "by_length") or t.schedule not in ("cosine", "linear"):
+    from qstar.train.finetune import SFT_ORDERS, SFT_SCHEDULES
+
+    if t.order not in SFT_ORDERS or t.schedule not in SFT_SCHEDULES:
         raise QstarError(f"train-critics: the trunk's order must be random or by_length and its schedule cosine "
                          f"or linear, got {t.order!r}, {t.schedule!r}")
     if not cfg.steps and not cfg.probe_rows:
