@@ -42,6 +42,18 @@ def best_and_auroc(correct: list[list[bool]], scores: list[list[float]]) -> dict
     return {"best_of_n": sum(best) / len(best), "auroc_within": within}
 
 
+def validation_samples(model: str, n_problems: int, n: int, temperature: float):
+    """The arith validation problems with the policy's greedy solution and ``n`` samples of each:
+    ``(task, problems, greedy, samples)``, the last two as lists of trajectories per problem."""
+    task = get_task("arith")
+    policy = load_policy(model, task)
+    problems = draw_problems(task, n_problems, VALIDATION_STREAM)
+    cfg = SampleConfig(n=n)
+    greedy, _ = sample_solutions(problems, task, policy, 1, cfg, temperature=0.0)
+    samples, _ = sample_solutions(problems, task, policy, n, cfg, temperature=temperature)
+    return task, problems, greedy, samples
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("critics", nargs="+", type=Path, help="qstar train-critics output directories")
@@ -49,12 +61,8 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=400)
     ap.add_argument("--n", type=int, default=16)
     a = ap.parse_args()
-    task = get_task("arith")
-    policy = load_policy(a.model, task)
-    problems = draw_problems(task, a.problems, VALIDATION_STREAM)
     cfg = SampleConfig(n=a.n)
-    greedy, _ = sample_solutions(problems, task, policy, 1, cfg, temperature=0.0)
-    trajs, _ = sample_solutions(problems, task, policy, a.n, cfg, temperature=cfg.temperature)
+    task, problems, greedy, trajs = validation_samples(a.model, a.problems, a.n, cfg.temperature)
     correct = [[task.is_correct(t.text, p) for t in ts] for p, ts in zip(problems, trajs, strict=True)]
     figures = {"greedy": sum(task.is_correct(g[0].text, p) for g, p in zip(greedy, problems, strict=True)) / len(problems),
                "pass_at_n": sum(any(c) for c in correct) / len(problems)}

@@ -78,6 +78,21 @@ def test_first_wrong_step_is_where_a_solution_leaves_the_reference():
     assert task.first_wrong_step("23+15=38\n38-9=29\n#### 28", p) == 2  # only the answer line
 
 
+def test_error_kind_names_what_the_first_wrong_step_got_wrong():
+    task = ArithTask()
+    p = Problem(id="x", question="Ann has 23 pens. She buys 15. She loses 9. How many now?", answer="29",
+                solution="23+15=38\n38-9=29\n#### 29")
+    assert task.error_kind("23+15=38\n38-9=29\n#### 29", p) is None
+    assert task.error_kind("23+15=37\n37-9=28\n#### 28", p) == "result"
+    assert task.error_kind("23+15=38\n38-8=30\n#### 30", p) == "operand"
+    assert task.error_kind("23+15=38\n38+9=47\n#### 47", p) == "operation"
+    assert task.error_kind("23+15=38\n23-9=14\n#### 14", p) == "carry"
+    assert task.error_kind("23+15=38\n#### 38", p) == "too-few-steps"
+    assert task.error_kind("23+15=38\n38-9=29\n29+1=30\n#### 30", p) == "too-many-steps"
+    assert task.error_kind("23+15=38\n38-9=29\n#### 28", p) == "answer-line"
+    assert task.error_kind("23+15=38\n38-9=2)9\n#### 29", p) == "malformed"
+
+
 def test_errors():
     with pytest.raises(QstarError, match="no --data"):
         get_task("arith", "file.jsonl")

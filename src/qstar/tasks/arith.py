@@ -32,6 +32,10 @@ PHRASES = {
 }
 TIMES = {2: "doubles", 3: "triples", 4: "quadruples"}
 FINAL_RE = re.compile(r"####\s*(-?\d+)")
+STEP_RE = re.compile(r"^(-?\d+)([+\-*])(\d+)=(-?\d+)$")
+ERROR_KINDS = ("result", "operand", "operation", "carry", "too-few-steps", "too-many-steps", "answer-line",
+               "malformed")
+"""what :meth:`ArithTask.error_kind` can call the first wrong step of a solution"""
 
 
 @dataclass
@@ -155,6 +159,30 @@ class ArithTask:
             if i >= len(reference) or line != reference[i]:
                 return i
         return None
+
+    def error_kind(self, solution: str, problem: Problem) -> str | None:
+        """What went wrong at :meth:`first_wrong_step` (one of :data:`ERROR_KINDS`), or None where nothing did.
+
+        ``result``: the step's own arithmetic (``a op b = c`` with the right a, op and b, the wrong c);
+        ``carry``: it starts from another number than the previous result; ``operand``: it misreads the
+        question's number; ``operation``: it applies another operation. Telling these apart says what a
+        critic must check: a result slip is visible in the step alone, a misread operand only against the
+        question."""
+        i = self.first_wrong_step(solution, problem)
+        if i is None:
+            return None
+        reference, line = self.format_solution(problem).split("\n"), solution.split("\n")[i]
+        if i >= len(reference) - 1:
+            return "answer-line" if line.startswith("####") else "too-many-steps"
+        if line.startswith("####"):
+            return "too-few-steps"
+        got, want = STEP_RE.match(line), STEP_RE.match(reference[i])
+        if got is None or want is None:
+            return "malformed"
+        for kind, a, b in zip(("carry", "operation", "operand"), got.groups()[:3], want.groups()[:3], strict=True):
+            if a != b:
+                return kind
+        return "result"
 
     def to_dict(self) -> dict:
         return {"name": self.name, **asdict(self.config)}

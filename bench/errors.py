@@ -1,0 +1,83 @@
+"""What kind of mistake does the policy make? The first wrong step of its solutions, by kind, on arith.
+
+    .venv/bin/python bench/errors.py [--model default] [--problems 300] [--n 8]
+
+Search can only be as good as the critic that tells a right step from a wrong one, and what the critic
+has to check depends on the mistakes: a wrong result (``a op b = c`` with the wrong ``c``) is visible in
+the step alone, but only by doing the arithmetic; a misread operand only against the question. This bench
+decodes the policy greedily and samples ``n`` solutions per problem at T=1 on validation problems (the
+train split's ``VALIDATION_STREAM``, as ``bench/critic_ranking.py``), and counts each solution's first
+wrong step by :meth:`qstar.tasks.arith.ArithTask.error_kind`. Beside it, ``result_accuracy`` is how often
+the policy's most likely result is right when it is fed the reference solution up to each step's ``=``
+(teacher-forced: the arithmetic alone, with no earlier slip to inherit).
+
+The last line is one JSON object: ``{"greedy": {kind: share}, "sampled": {kind: share}, "result_accuracy"}``
+with ``"correct"`` among the kinds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+import torch
+from critic_ranking import VALIDATION_STREAM, validation_samples
+
+from qstar.tasks.arith import ERROR_KINDS
+
+
+def kinds(task, problems, trajs) -> dict[str, float]:
+    """Share of solutions that are correct, or whose first wrong step is of each kind."""
+    counts = Counter()
+    for p, ts in zip(problems, trajs, strict=True):
+        for t in ts:
+            kind = task.error_kind(t.text, p)
+            counts["correct" if task.is_correct(t.text, p) else kind or "unfinished"] += 1
+    total = sum(counts.values())
+    return {k: counts[k] / total for k in ("correct", *ERROR_KINDS, "unfinished") if counts[k]}
+
+
+def result_accuracy(model_dir: str, task, problems) -> float:
+    """Teacher-forced: per step of the reference solutions, is every token of the result (after ``=``, up to
+    the newline) the model's argmax? The result is tokenised on its own, so its tokens are known for any
+    tokenizer (with a character tokenizer that is exactly how the model reads it)."""
+    from qstar.models.load import load_causal_lm
+
+    model, tokenizer = load_causal_lm(model_dir, task=task.name)
+    right = total = 0
+    for p in problems:
+        ids, spans = list(tokenizer(task.prompt(p))["input_ids"]), []
+        for line in task.format_solution(p).split("\n")[:-1]:  # every step but the answer line
+            head, result = line[: line.index("=") + 1], line[line.index("=") + 1:] + "\n"
+            ids += tokenizer(head, add_special_tokens=False)["input_ids"]
+            result_ids = tokenizer(result, add_special_tokens=False)["input_ids"]
+            spans.append((len(ids), len(ids) + len(result_ids)))
+            ids += result_ids
+        with torch.no_grad():
+            predicted = model(torch.tensor([ids])).logits[0].argmax(-1)
+        for a, b in spans:
+            right += all(predicted[i - 1].item() == ids[i] for i in range(a, b))
+            total += 1
+    return right / max(1, total)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="default", help="the policy (a directory, or 'default')")
+    ap.add_argument("--problems", type=int, default=300)
+    ap.add_argument("--n", type=int, default=8, help="solutions sampled per problem at T=1")
+    a = ap.parse_args()
+    task, problems, greedy, sampled = validation_samples(a.model, a.problems, a.n, temperature=1.0)
+    figures = {"greedy": kinds(task, problems, greedy), "sampled": kinds(task, problems, sampled),
+               "result_accuracy": result_accuracy(a.model, task, problems)}
+    print(f"{a.problems} validation problems (train split, stream {VALIDATION_STREAM}); first wrong step by kind")
+    print(f"{'kind':16s} {'greedy':>8s} {f'T=1 x{a.n}':>8s}")
+    for kind in dict.fromkeys([*figures["greedy"], *figures["sampled"]]):
+        print(f"{kind:16s} {figures['greedy'].get(kind, 0):8.3f} {figures['sampled'].get(kind, 0):8.3f}")
+    print(f"teacher-forced result accuracy per step: {figures['result_accuracy']:.3f}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
