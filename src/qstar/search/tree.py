@@ -55,6 +55,9 @@ class Node:
     """I(s) = max over children o of |v([s, o]) - v(s)|, once children are evaluated"""
     n_merged: int = 0
     """sampled options dropped as near-duplicates of a sibling (they count toward ``width``)"""
+    rollouts: list[dict] = field(default_factory=list)
+    """the finished fast rollouts from this node, each ``{"steps", "answer", "orm"}``: solutions search wrote
+    and paid for, so they are candidates for the answer as much as the finished leaves"""
     state: Any = field(default=None, repr=False, compare=False)
     """the policy's opaque handle to this prefix; None once released (never serialised)"""
 
@@ -133,6 +136,7 @@ class Tree:
         for n in self.nodes:
             d = {name: getattr(n, name) for name in _SERIALISED}
             d["token_ids"], d["children"], d["scores"] = list(n.token_ids), list(n.children), dict(n.scores)
+            d["rollouts"] = [dict(r, steps=list(r["steps"])) for r in n.rollouts]
             nodes.append(d)
         return {"question": self.question, "chosen": list(self.chosen), "nodes": nodes}
 
