@@ -224,15 +224,16 @@ def test_final_answer_rules(final):
 
 def test_orm_vote_weighs_finished_leaves_and_rollouts_by_hand():
     tree = Tree(nodes=[Node(visits=4, value_sum=2.0)])
-    a = tree.add(0, Node("5\n", terminal=True, answer="5", visits=3, value_sum=2.7, scores={"orm": 0.9}))
+    tree.add(0, Node("5\n", terminal=True, answer="5", visits=3, value_sum=2.7, scores={"orm": 0.9}))
     b = tree.add(0, Node("7\n", terminal=True, answer="7", visits=1, value_sum=0.6, scores={"orm": 0.6}))
     tree.nodes[0].rollouts = [{"steps": ["7\n"], "answer": "7", "orm": 0.5}]
-    (best, leaf) = orm_vote(tree)  # 5: 0.9 against 7: 0.6 + 0.5
-    assert (best.answer, best.score, leaf) == ("7", 0.6, b)
-    tree.nodes[0].rollouts += [{"steps": ["8\n"], "answer": "8", "orm": 0.95}, {"steps": ["8\n"], "answer": "8",
-                                                                               "orm": 0.8}]
-    (best, leaf) = orm_vote(tree)  # 8 wins on rollouts alone: the chosen path falls back to the most visited
-    assert (best.answer, best.score, best.steps, leaf) == ("8", 0.95, ["8\n"], a)
+    (best, node) = orm_vote(tree)  # 5: 0.9 against 7: 0.6 + 0.5
+    assert (best.answer, best.score, node) == ("7", 0.6, b)
+    c = tree.add(0, Node("6\n", visits=1, value_sum=0.4))  # an open node, rolled out to the end
+    tree.nodes[c].rollouts = [{"steps": ["6\n", "8\n"], "answer": "8", "orm": 0.95}]
+    tree.nodes[0].rollouts.append({"steps": ["8\n"], "answer": "8", "orm": 0.8})
+    (best, node) = orm_vote(tree)  # 8 wins on rollouts alone: the path shown is where the best one branched off
+    assert (best.answer, best.score, best.steps, node) == ("8", 0.95, ["6\n", "8\n"], c)
     assert orm_vote(Tree(nodes=[Node()])) is None
     again = Tree.from_dict(tree.to_dict())
     assert again.nodes[0].rollouts == tree.nodes[0].rollouts and orm_vote(again)[0].answer == "8"
@@ -256,7 +257,8 @@ def test_orm_vote_answers_from_every_finished_solution_search_wrote():
             tally[c.answer] += c.score
         assert r.answer == max(tally, key=tally.get) == p.answer
         assert r.trajectory.score == max(c.score for c in r.candidates if c.answer == r.answer)
-        assert tree.nodes[tree.chosen[-1]].terminal and r.stats["finished_rollouts"] == len(rollouts)
+        assert r.stats["finished_rollouts"] == len(rollouts)
+        assert r.trajectory.steps[: len(tree.chosen) - 1] == tree.steps(tree.chosen[-1])  # the path it came by
     plain, _, _ = run(MCTSConfig(n_simulations=10, final="visits"), critics)
     assert [len(r.candidates) for r in plain] == [len(r.tree.terminal_leaves()) for r in plain]
 

@@ -483,41 +483,44 @@ def simulate(
             node.virtual_loss = 0.0
 
 
-def finished_solutions(tree: Tree) -> tuple[list[Trajectory], list[int | None]]:
-    """Every finished solution search wrote, scored by the ORM: the finished leaves (those the ORM scored)
-    and the fast rollouts; beside each, its leaf's index (None for a rollout)."""
-    solutions, leaves = [], []
+def finished_solutions(tree: Tree) -> tuple[list[Trajectory], list[int], list[bool]]:
+    """Every finished solution search wrote, scored by the ORM: the finished leaves (those the ORM scored) and
+    the fast rollouts. Beside each, the node it ends at or, for a rollout, branched off from, and whether it
+    is a leaf of the tree."""
+    solutions, nodes, is_leaf = [], [], []
     for i in tree.terminal_leaves():
         if "orm" in tree.nodes[i].scores:
             trajectory = tree.trajectory(i)
             trajectory.score = tree.nodes[i].scores["orm"]
             solutions.append(trajectory)
-            leaves.append(i)
-    for node in tree.nodes:
+            nodes.append(i)
+            is_leaf.append(True)
+    for i, node in enumerate(tree.nodes):
         for r in node.rollouts:
             solutions.append(Trajectory(list(r["steps"]), score=r["orm"], answer=r["answer"]))
-            leaves.append(None)
-    return solutions, leaves
+            nodes.append(i)
+            is_leaf.append(False)
+    return solutions, nodes, is_leaf
 
 
 def orm_vote(tree: Tree) -> tuple[Trajectory, int] | None:
     """The ORM-weighted vote over :func:`finished_solutions`: the best-scored solution with the winning answer,
-    and the leaf to show as the chosen path (the best leaf with that answer, else the most-visited one);
-    None when search finished nothing the ORM scored."""
-    solutions, leaves = finished_solutions(tree)
+    and the node to show as the chosen path (the best leaf with that answer, else the node the best rollout
+    branched off from); None when search finished nothing the ORM scored."""
+    solutions, nodes, is_leaf = finished_solutions(tree)
     answer = vote(solutions, [s.score for s in solutions])
     if answer is None:
         return None
     with_answer = [k for k, s in enumerate(solutions) if s.answer == answer]
     best = max(with_answer, key=lambda k: solutions[k].score)
-    shown = [k for k in with_answer if leaves[k] is not None]
-    leaf = leaves[max(shown, key=lambda k: solutions[k].score)] if shown else None
-    return solutions[best], most_visited_leaf(tree, tree.terminal_leaves()) if leaf is None else leaf
+    leaves = [k for k in with_answer if is_leaf[k]]
+    shown = max(leaves, key=lambda k: solutions[k].score) if leaves else best
+    return solutions[best], nodes[shown]
 
 
 def choose_leaf(tree: Tree, final: str) -> int:
-    """The node whose solution search answers with (see ``MCTSConfig.final``; "orm-vote" is
-    :func:`orm_vote`'s, and this picks the leaf it falls back to)."""
+    """The node whose solution search answers with (see ``MCTSConfig.final``; "orm-vote" is :func:`orm_vote`'s,
+    and without an ORM it answers by visits)."""
     ends = tree.terminal_leaves()
     if final in ("visits", "orm-vote") or not ends:
         return most_visited_leaf(tree, ends)
