@@ -263,6 +263,11 @@ def test_orm_vote_answers_from_every_finished_solution_search_wrote():
     assert [len(r.candidates) for r in plain] == [len(r.tree.terminal_leaves()) for r in plain]
 
 
+def test_an_unknown_answer_rule_is_refused():
+    with pytest.raises(QstarError, match="unknown final 'best'.*orm-vote"):
+        run(MCTSConfig(final="best"))
+
+
 def test_orm_vote_without_an_orm_answers_by_visits():
     by_vote, _, _ = run(MCTSConfig(n_simulations=10, final="orm-vote"))
     by_visits, _, _ = run(MCTSConfig(n_simulations=10, final="visits"))

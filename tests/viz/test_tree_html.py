@@ -11,6 +11,7 @@ def tree_dict() -> dict:
     tree.add(0, Node("<script>alert(1)</script>\n", visits=1, value_sum=0.1, scores={"value": 0.1}))
     end = tree.add(a, Node("The answer is 8", visits=2, value_sum=1.8, terminal=True, answer="8"))
     tree.nodes[0].visits, tree.nodes[0].value_sum = 4, 2.8
+    tree.nodes[a].rollouts = [{"steps": ["3+5=8\n", "The answer is <8>"], "answer": "<8>", "orm": 0.25}]
     tree.chosen = tree.path_to(end)
     return tree.to_dict()
 
@@ -29,6 +30,7 @@ def test_page_escapes_text_and_marks_the_chosen_path(tmp_path):
     )
     assert "N=3 Q=0.900 value=0.900" in html and "answer: 8" in html
     assert html.count("<details") == html.count("</details>") == 4
+    assert ('rollouts: <span title="3+5=8\nThe answer is &lt;8&gt;">&lt;8&gt; (0.250)</span>' in html)
 
 
 def test_page_is_self_contained(tmp_path):

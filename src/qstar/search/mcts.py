@@ -37,7 +37,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from qstar.errors import QstarError
 from qstar.search.baselines import split_steps
@@ -45,6 +45,10 @@ from qstar.search.common import Critics, measure, split_cost, vote
 from qstar.search.protocols import Critic, Option, Policy, SearchResult, Trajectory
 from qstar.search.tree import Node, Tree
 from qstar.tasks.base import Problem, Task
+
+FinalRule = Literal["visits", "value", "vote", "orm-vote"]
+FINAL_RULES = get_args(FinalRule)
+"""how MCTS picks its answer (``MCTSConfig.final``)"""
 
 
 @dataclass
@@ -97,7 +101,7 @@ class MCTSConfig:
     """sampling temperature of the rollouts"""
     max_rollout_tokens: int = 512
     """token budget of one rollout"""
-    final: Literal["visits", "value", "vote", "orm-vote"] = "orm-vote"
+    final: FinalRule = "orm-vote"
     """the answer: the most-visited path, the best mean value among finished leaves, a value-weighted vote over
     them, or an ORM-weighted vote over every finished solution search wrote: the finished leaves and the fast
     rollouts, which search pays for anyway (without an ORM: "visits"). On arith with the default critics, the
@@ -597,3 +601,5 @@ def check_config(cfg: MCTSConfig) -> None:
         raise QstarError("mcts needs leaves_per_step >= 1 and n_simulations >= 0")
     if cfg.b_orm > 0 and cfg.n_rollouts < 1:
         raise QstarError("the ORM term needs n_rollouts >= 1 (or set b_orm 0)")
+    if cfg.final not in FINAL_RULES:
+        raise QstarError(f"mcts: unknown final {cfg.final!r}; choose one of: {', '.join(FINAL_RULES)}")

@@ -1,8 +1,9 @@
 """A search tree as one self-contained HTML page (inline CSS and JS; nothing is fetched).
 
 Each node is a ``<details>`` element: its summary shows the option text, visits N, mean value Q,
-the critic scores and, for a finished solution, its answer. The chosen path is open and marked
-(class ``chosen``); every other subtree starts collapsed.
+the critic scores and, for a finished solution, its answer; a node's finished fast rollouts follow as
+answer (ORM score), each with its whole solution on hover (MCTS's ORM vote counts them). The chosen path is
+open and marked (class ``chosen``); every other subtree starts collapsed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ summary { cursor: pointer; padding: .15em 0; }
 .chosen > summary .text { background: #fff2b3; }
 .mark { color: #b8860b; font-weight: bold; margin-right: .3em; }
 .terminal { color: #1b7a1b; margin-left: .6em; font-size: 12px; }
+.rollouts { color: #6a4c93; margin-left: .6em; font-size: 12px; }
 .nl { color: #aaa; }
 .question { white-space: pre-wrap; background: #eef3fb; padding: .5em; }
 """
@@ -51,6 +53,10 @@ def _summary(node: dict, index: int, chosen: bool) -> str:
     ]
     if node.get("terminal"):
         parts.append(f'<span class="terminal">&#10003; answer: {escape(str(node.get("answer")))}</span>')
+    if rollouts := node.get("rollouts"):
+        shown = ", ".join(f'<span title="{escape("".join(r["steps"]))}">{escape(str(r["answer"]))} '
+                          f'({_fmt(r["orm"])})</span>' for r in rollouts)
+        parts.append(f'<span class="rollouts">&#8618; rollouts: {shown}</span>')
     return "".join(parts)
 
 
