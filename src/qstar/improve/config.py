@@ -31,7 +31,9 @@ def train_search() -> MCTSConfig:
 def eval_search() -> MCTSConfig:
     """MCTS for the held-out evaluation (only the trained critics; never the verifier). Cooler than the
     training search: a small policy's samples at 0.8 are much worse than its greedy steps. Both loop searches
-    answer by visits, as every loop run so far was measured (MCTS's default became the ORM vote later)."""
+    answer by visits, as every loop run so far did. MCTS's default answer, the ORM vote, was measured here on
+    400 validation problems with the loop's own critics, and did not help consistently: iteration 0 0.580 ->
+    0.598, iteration 3 0.730 -> 0.715."""
     return MCTSConfig(n_simulations=8, temperature=0.5, c_max=4, max_option_tokens=32, max_depth=8,
                       max_rollout_tokens=96, seed=0, final="visits")
 
