@@ -227,12 +227,12 @@ def test_orm_vote_weighs_finished_leaves_and_rollouts_by_hand():
     tree.add(0, Node("5\n", terminal=True, answer="5", visits=3, value_sum=2.7, scores={"orm": 0.9}))
     b = tree.add(0, Node("7\n", terminal=True, answer="7", visits=1, value_sum=0.6, scores={"orm": 0.6}))
     tree.nodes[0].rollouts = [{"steps": ["7\n"], "answer": "7", "orm": 0.5}]
-    (best, node) = orm_vote(tree)  # 5: 0.9 against 7: 0.6 + 0.5
-    assert (best.answer, best.score, node) == ("7", 0.6, b)
+    (best, node, pool) = orm_vote(tree)  # 5: 0.9 against 7: 0.6 + 0.5
+    assert (best.answer, best.score, node) == ("7", 0.6, b) and [x.answer for x in pool] == ["5", "7", "7"]
     c = tree.add(0, Node("6\n", visits=1, value_sum=0.4))  # an open node, rolled out to the end
     tree.nodes[c].rollouts = [{"steps": ["6\n", "8\n"], "answer": "8", "orm": 0.95}]
     tree.nodes[0].rollouts.append({"steps": ["8\n"], "answer": "8", "orm": 0.8})
-    (best, node) = orm_vote(tree)  # 8 wins on rollouts alone: the path shown is where the best one branched off
+    (best, node, _) = orm_vote(tree)  # 8 wins on rollouts alone: the path shown is where the best one branched off
     assert (best.answer, best.score, best.steps, node) == ("8", 0.95, ["6\n", "8\n"], c)
     assert orm_vote(Tree(nodes=[Node()])) is None
     again = Tree.from_dict(tree.to_dict())

@@ -379,7 +379,7 @@ def _orm(
     open_ = [(t, i) for t, i in new if not trees[t].nodes[i].terminal]
     owners = [(t, i) for t, i in new if trees[t].nodes[i].terminal]
     solutions = [trees[t].steps(i) for t, i in owners]
-    n_leaves, finished = len(owners), []
+    finished: list[int] = []  # indices into ``solutions`` of the rollouts that reached an end
     if open_:
         rollouts = policy.extend(
             [trees[t].nodes[i].state for t, i in open_],
@@ -396,14 +396,16 @@ def _orm(
                 solutions.append(
                     trees[t].steps(i) + [s for s in split_steps(o.text, task.step_delimiter) if s]
                 )
-                finished.append(o.finished)
+                if o.finished:
+                    finished.append(len(solutions) - 1)
     scores = critic.score([trees[t].question for t, _ in owners], solutions)
     per: dict[tuple[int, int], list[float]] = defaultdict(list)
-    for k, (key, s) in enumerate(zip(owners, scores, strict=True)):
+    for key, s in zip(owners, scores, strict=True):
         per[key].append(s)
-        if k >= n_leaves and finished[k - n_leaves]:
-            answer = task.extract_answer("".join(solutions[k]))
-            trees[key[0]].nodes[key[1]].rollouts.append({"steps": solutions[k], "answer": answer, "orm": s})
+    for k in finished:
+        t, i = owners[k]
+        answer = task.extract_answer("".join(solutions[k]))
+        trees[t].nodes[i].rollouts.append({"steps": solutions[k], "answer": answer, "orm": scores[k]})
     for (t, i), ss in per.items():
         trees[t].nodes[i].scores["orm"] = sum(ss) / len(ss)
 
@@ -507,10 +509,10 @@ def finished_solutions(tree: Tree) -> tuple[list[Trajectory], list[int], list[bo
     return solutions, nodes, is_leaf
 
 
-def orm_vote(tree: Tree) -> tuple[Trajectory, int] | None:
+def orm_vote(tree: Tree) -> tuple[Trajectory, int, list[Trajectory]] | None:
     """The ORM-weighted vote over :func:`finished_solutions`: the best-scored solution with the winning answer,
-    and the node to show as the chosen path (the best leaf with that answer, else the node the best rollout
-    branched off from); None when search finished nothing the ORM scored."""
+    the node to show as the chosen path (the best leaf with that answer, else the node the best rollout
+    branched off from) and the solutions voted on; None when search finished nothing the ORM scored."""
     solutions, nodes, is_leaf = finished_solutions(tree)
     answer = vote(solutions, [s.score for s in solutions])
     if answer is None:
@@ -519,7 +521,7 @@ def orm_vote(tree: Tree) -> tuple[Trajectory, int] | None:
     best = max(with_answer, key=lambda k: solutions[k].score)
     leaves = [k for k in with_answer if is_leaf[k]]
     shown = max(leaves, key=lambda k: solutions[k].score) if leaves else best
-    return solutions[best], nodes[shown]
+    return solutions[best], nodes[shown], solutions
 
 
 def choose_leaf(tree: Tree, final: str) -> int:
@@ -551,7 +553,7 @@ def _result(tree: Tree, cfg: MCTSConfig, steps: int) -> SearchResult:
     tree.chosen = tree.path_to(leaf)
     chosen = voted[0] if voted else tree.trajectory(leaf)
     # the candidates are what the answer was chosen from: the rollouts too when they took part in the vote
-    candidates = finished_solutions(tree)[0] if voted else [tree.trajectory(i) for i in tree.terminal_leaves()]
+    candidates = voted[2] if voted else [tree.trajectory(i) for i in tree.terminal_leaves()]
     stats = {
         "simulations": cfg.n_simulations,
         "steps": steps,
