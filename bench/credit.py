@@ -5,7 +5,8 @@
 DPO_DIR is a DPO-trained policy and REF_DIR its reference, e.g. from ``qstar dpo --out runs/dpo``:
 ``--policy runs/dpo/policy --ref src/qstar/assets/policy-arith``.
 
-Takes up to ``--cases`` correct solutions of arith test problems and corrupts one arithmetic step in each
+Takes up to ``--cases`` correct solutions of arith test problems (``--validation``: of validation problems
+instead, to compare settings without choosing on the test split) and corrupts one arithmetic step in each
 (its result is off by 1 to 10), in two variants:
 
 - ``carry``: the wrong result is carried on consistently: later steps start from it and the final answer
@@ -207,6 +208,9 @@ def main() -> None:
     ap.add_argument("--natural-samples", type=int, default=4,
                     help="solutions sampled per problem for the natural-error sets (0: none)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--validation", action="store_true",
+                    help="train-split problems of the validation stream (no trainer draws them) instead of the test "
+                         "problems: to compare settings without choosing on the test split")
     ap.add_argument("--out", help="write the per-case records as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -215,7 +219,14 @@ def main() -> None:
 
     t0 = time.perf_counter()
     task = get_task("arith")
-    problems = task.problems("test", args.cases)
+    if args.validation:
+        from critic_ranking import VALIDATION_STREAM
+
+        from qstar.critics.data import draw_problems
+
+        problems = draw_problems(task, args.cases, VALIDATION_STREAM)
+    else:
+        problems = task.problems("test", args.cases)
     policy = load_policy(args.policy, task)  # the DPO policy: its greedy solutions, then its own errors
     kept, source, info = correct_solutions(policy, task, problems, args.min_policy)
     cases = []
@@ -256,6 +267,7 @@ def main() -> None:
     shown = (*VARIANTS, "natural_policy", "natural_ref") if len(cases) > n_corrupted else VARIANTS
     result = {**figures(None), **{v: figures(v) for v in shown}, "source": source, "solutions": info,
               "prm": prm_note, "policy": args.policy, "ref": args.ref, "beta": args.beta,
+              "problems": "validation" if args.validation else "test",
               "wall_s": round(time.perf_counter() - t0, 1)}
     for v in (None, *shown):
         f = figures(v)

@@ -9,7 +9,8 @@ decodes the policy greedily and samples ``n`` solutions per problem at T=1 on va
 train split's ``VALIDATION_STREAM``, as ``bench/critic_ranking.py``), and counts each solution's first
 wrong step by :meth:`qstar.tasks.arith.ArithTask.error_kind`. Beside it, ``result_accuracy`` is how often
 the policy's most likely result is right when it is fed the reference solution up to each step's ``=``
-(teacher-forced: the arithmetic alone, with no earlier slip to inherit).
+(teacher-forced: the arithmetic alone, with no earlier slip to inherit). Each cell of the table is a share
+with its count of solutions in brackets.
 
 The last line is one JSON object: ``{"greedy": {kind: share}, "sampled": {kind: share}, "result_accuracy"}``
 with ``"correct"`` among the kinds.
@@ -28,7 +29,8 @@ from qstar.tasks.arith import ERROR_KINDS
 
 
 def kinds(task, problems, trajs) -> dict[str, float]:
-    """Share of solutions that are correct, or whose first wrong step is of each kind."""
+    """Share of solutions that are correct, or whose first wrong step is of each kind (kinds never seen are
+    left out, so a share printed as 0.000 is a rare kind, not an absent one)."""
     counts = Counter()
     for p, ts in zip(problems, trajs, strict=True):
         for t in ts:
@@ -72,9 +74,11 @@ def main() -> None:
     figures = {"greedy": kinds(task, problems, greedy), "sampled": kinds(task, problems, sampled),
                "result_accuracy": result_accuracy(a.model, task, problems)}
     print(f"{a.problems} validation problems (train split, stream {VALIDATION_STREAM}); first wrong step by kind")
-    print(f"{'kind':16s} {'greedy':>8s} {f'T=1 x{a.n}':>8s}")
+    counts = {"greedy": len(problems), "sampled": len(problems) * a.n}
+    print(f"{'kind':16s} {'greedy':>14s} {f'T=1 x{a.n}':>14s}")
     for kind in dict.fromkeys([*figures["greedy"], *figures["sampled"]]):
-        print(f"{kind:16s} {figures['greedy'].get(kind, 0):8.3f} {figures['sampled'].get(kind, 0):8.3f}")
+        cells = [f"{figures[k].get(kind, 0):.3f} ({round(figures[k].get(kind, 0) * counts[k]):>4d})" for k in counts]
+        print(f"{kind:16s} {cells[0]:>14s} {cells[1]:>14s}")
     print(f"teacher-forced result accuracy per step: {figures['result_accuracy']:.3f}")
     print(json.dumps(figures))
 

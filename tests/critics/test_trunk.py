@@ -69,7 +69,8 @@ def test_critics_start_from_the_fine_tuned_trunk(tmp_path):
     rows = accepted(samples)
     assert len(samples) == 6 * 4 and rows and all(task.extract_answer(r["completion"]) for r in rows)
     summary = json.loads((out / "trunk" / "model" / "trunk_summary.json").read_text())
-    assert summary["rows"] == len(rows) and summary["steps"] >= 1
+    assert summary["rows"] == len(rows) and summary["steps"] >= 1 and summary["resumed_from"] is None
+    assert not (out / "trunk" / "sft.checkpoints").exists()  # the trunk is saved: its checkpoints are gone
     trunk_lm, policy_lm = _lm_weights(out / "trunk" / "model"), _lm_weights(DEFAULT_POLICY)
     assert any(not torch.equal(trunk_lm[k], policy_lm[k]) for k in trunk_lm)  # SFT moved the trunk
     for role in ("value", "prm"):  # steps = 0: their LM is the trunk, untouched

@@ -71,3 +71,26 @@ def test_without_reference_solutions_only_the_policys_own_samples_pair(char_mode
     with pytest.raises(QstarError, match="no preference pairs"):  # a random model solves nothing
         run_dpo(tiny(char_model_dir, reference_chosen=False), tmp_path / "dpo", progress=False)
     assert (tmp_path / "dpo" / "pairs.jsonl").read_text() == ""
+
+
+def test_init_starts_dpo_elsewhere_while_the_policy_stays_the_reference(char_model_dir, tmp_path):
+    from qstar.train.finetune import sft
+
+    torch.set_num_threads(1)
+    start = tmp_path / "start"  # another model with the policy's tokenizer
+    sft(char_model_dir, [{"prompt": "Ann has 3 pens.\n", "completion": "3+1=4\n#### 4"}] * 4, start, epochs=1,
+        lr=1e-2, batch_size=2, seed=0)
+    summary = run_dpo(tiny(char_model_dir, init=str(start)), tmp_path / "dpo", progress=False)
+    assert summary["init"] == str(start) and summary["reference"] == str(char_model_dir)
+    plain = run_dpo(tiny(char_model_dir), tmp_path / "plain", progress=False)
+    assert _pairs(tmp_path / "dpo") == _pairs(tmp_path / "plain")  # the policy samples the pairs either way
+    trained = load_causal_lm(tmp_path / "dpo" / "policy")[0].state_dict()
+    assert any(not torch.equal(v, load_causal_lm(plain["policy"])[0].state_dict()[k]) for k, v in trained.items())
+
+
+def test_a_bad_init_is_refused_before_anything_is_written(char_model_dir, bpe_model_dir, tmp_path):
+    with pytest.raises(QstarError, match="--init .*no such directory"):
+        run_dpo(tiny(char_model_dir, init=str(tmp_path / "missing")), tmp_path / "a", progress=False)
+    with pytest.raises(QstarError, match="another tokenizer"):
+        run_dpo(tiny(char_model_dir, init=str(bpe_model_dir)), tmp_path / "b", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -77,3 +77,34 @@ def test_a_progress_title_draws_one_step_bar(char_model_dir, tmp_path, capsys):
         seed=0, progress="DPO")
     err = capsys.readouterr().err
     assert "DPO" in err and "2/2" in err and "margin=" in err
+
+
+def test_a_killed_checkpointed_sft_resumes_where_it_stopped(char_model_dir, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    from qstar.train import finetune
+
+    monkeypatch.setattr(finetune, "CHECKPOINT_STEPS", 3)  # 6 rows, batch 2, 4 epochs: 12 steps
+    run = dict(epochs=4, lr=1e-2, batch_size=2, seed=0, overrides={"train_sampling_strategy": "random"})
+    whole = sft(char_model_dir, ROWS, tmp_path / "whole", checkpoints=tmp_path / "whole.ck", **run)
+    assert whole["steps"] == 12 and whole["resumed_from"] is None
+
+    class Killed(Exception):
+        pass
+
+    class KillAtStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 8:
+                raise Killed
+
+    bar = finetune._step_bar
+    monkeypatch.setattr(finetune, "_step_bar", lambda desc: KillAtStep())
+    with pytest.raises(Killed):
+        sft(char_model_dir, ROWS, tmp_path / "run", checkpoints=tmp_path / "run.ck", progress="SFT", **run)
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(finetune, "_step_bar", bar)
+    again = sft(char_model_dir, ROWS, tmp_path / "run", checkpoints=tmp_path / "run.ck", **run)
+    assert again["resumed_from"] == "checkpoint-6" and again["steps"] == 12
+    # the same batches and schedule as the uninterrupted run: the same weights
+    ref, resumed = load_causal_lm(tmp_path / "whole")[0].state_dict(), load_causal_lm(tmp_path / "run")[0].state_dict()
+    assert all(torch.allclose(v, ref[k], atol=1e-5) for k, v in resumed.items())

@@ -36,7 +36,7 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
 def cmd_dpo(a: argparse.Namespace) -> None:
     from qstar.train.dpo import DPORunConfig, run_dpo
 
-    cfg = DPORunConfig(task=a.task, policy=a.policy, seed=a.seed, reference_chosen=not a.no_reference)
+    cfg = DPORunConfig(task=a.task, policy=a.policy, init=a.init, seed=a.seed, reference_chosen=not a.no_reference)
     for name in ("problems", "samples", "pairs_per_problem", "beta", "lr", "epochs", "sft_weight"):
         if getattr(a, name) is not None:
             setattr(cfg, name, getattr(a, name))
@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dpo", help="a DPO policy from the policy's own samples, for its implicit reward (resumable)")
     p.add_argument("--policy", default="default", help="starting policy and reference: a directory or 'default'")
+    p.add_argument("--init", help="start DPO from this model instead (the reference stays --policy), e.g. a "
+                                  "critics run's trunk: runs/critics/trunk/model")
     p.add_argument("--task", default="arith")
     p.add_argument("--out", required=True, help="directory for pairs.jsonl, policy/ and summary.json")
     p.add_argument("--problems", type=int, help="fresh training problems sampled (default 4096)")

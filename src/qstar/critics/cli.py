@@ -33,7 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--rollouts", type=int, help="Monte Carlo rollouts per step; 0 = outcome labels (default 4)")
     p.add_argument("--trunk-problems", type=int,
                    help="problems whose verified solutions fine-tune the critics' trunk first; 0 starts the critics "
-                        "from the policy itself (default 8192)")
+                        "from the policy itself (default 32768)")
     p.add_argument("--orm-epochs", type=float,
                    help="epochs of fine-tuning the ORM on every trunk sample, graded; 0 keeps its probe alone "
                         "(default 1.0)")

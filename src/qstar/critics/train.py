@@ -21,7 +21,7 @@ against its labels:
    It is off by default: on the few thousand rows a CPU budget allows it overfits (see ``steps``).
 
 The ORM then gets a third stage (``orm_epochs``): the whole model is fine-tuned on every solution the
-trunk phase sampled, graded by the verifier. Those labels cost nothing, and 65k solutions of 8192
+trunk phase sampled, graded by the verifier. Those labels cost nothing, and 65k solutions of 32768
 questions are too many to memorise, so there fine-tuning helps where it hurt on the critics' own rows.
 """
 
@@ -97,10 +97,10 @@ class CriticTrainConfig:
     """the head also reads the policy's log-probabilities of the solution tokens (see model.CriticModel)"""
     orm_epochs: float = 1.0
     """after its probe, the ORM is fine-tuned whole (trunk and head) for this many epochs over every solution
-    the trunk phase sampled, graded by the verifier (8 x 8192 by default: free labels, and enough questions
+    the trunk phase sampled, graded by the verifier (2 x 32768 by default: free labels, and enough questions
     that the model learns to judge solutions rather than memorise answers). 0 keeps the probe alone, as
-    does a run without a trunk phase. It costs ~10 minutes on two cores (1,024 steps). With the default
-    run's trunk, ``bench/critic_ranking.py`` (400 validation problems) gives the ORM's best-of-16 0.797 ->
+    does a run without a trunk phase. It costs ~11 minutes on two cores (1,024 steps). With the earlier
+    default trunk (8192 x 8 samples, 2 epochs), ``bench/critic_ranking.py`` (400 validation problems) gives the ORM's best-of-16 0.797 ->
     0.830 and within-problem AUROC 0.917 -> 0.929; the held-out report's ORM AUROC 0.954 -> 0.958,
     P/R at 0.5 0.915/0.852 -> 0.933/0.892, ECE 0.039 -> 0.023. lr 3e-4 was worse (best-of-16 0.69 after
     256 steps: it undoes the trunk). The same fine-tuning of the value and the PRM on the samples'

@@ -91,7 +91,8 @@ def _step_bar(desc: str):
 
     class StepBar(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            self.bar = tqdm(total=state.max_steps, desc=desc, unit="step")
+            # a resumed run starts at its checkpoint's step
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=desc, unit="step")
 
         def on_step_end(self, args, state, control, **kwargs):
             self.bar.update(1)
@@ -106,8 +107,9 @@ def _step_bar(desc: str):
     return StepBar()
 
 
-def _train(trainer, progress: str | None = None) -> dict:
-    """Train quietly, or with one step bar titled ``progress``; a summary of losses and DPO margins."""
+def _train(trainer, progress: str | None = None, resume: str | None = None) -> dict:
+    """Train quietly, or with one step bar titled ``progress``, from the checkpoint ``resume`` if given;
+    a summary of losses and DPO margins."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)  # it would echo every log dict
@@ -115,7 +117,7 @@ def _train(trainer, progress: str | None = None) -> dict:
     if progress:
         trainer.add_callback(_step_bar(progress))
     t0 = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     logs = trainer.state.log_history
     losses = [h["loss"] for h in logs if "loss" in h]
     summary = {"steps": trainer.state.global_step, "first_loss": losses[0] if losses else None,
@@ -137,12 +139,22 @@ def reward_history(log_history: list[dict]) -> list[dict]:
     ]
 
 
+CHECKPOINT_STEPS = 200
+"""a checkpointed SFT (``sft(checkpoints=...)``) saves its state this often: ~3 minutes of the critics'
+trunk on two cores, a few seconds to write"""
+
+
 def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: float, lr: float,
-        batch_size: int, seed: int, progress: str | None = None, overrides: dict | None = None) -> dict:
+        batch_size: int, seed: int, progress: str | None = None, overrides: dict | None = None,
+        checkpoints: str | Path | None = None) -> dict:
     """Supervised fine-tuning on ``{"prompt", "completion"}`` rows (loss on the completion and EOS only);
     saves the new policy into ``out``. No rows: the policy is saved unchanged. ``progress``: the title of
     a step bar (None: quiet). ``overrides``: ``SFTConfig`` settings that replace ours (the critics' trunk
-    trains on random batches with a cosine schedule, see ``critics.trunk.TrunkConfig.order``)."""
+    trains on random batches with a cosine schedule, see ``critics.trunk.TrunkConfig.order``).
+
+    With ``checkpoints`` (a directory) the trainer saves its state there every ``CHECKPOINT_STEPS`` steps
+    and a rerun resumes from the last one (same batches, same schedule; the summary's ``resumed_from``
+    names it). The caller removes the directory once ``out`` is saved."""
     from qstar.models.load import load_causal_lm
 
     model, tokenizer = load_causal_lm(policy_dir)
@@ -150,6 +162,7 @@ def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: fl
         save_policy_atomic(model, tokenizer, out)
         return {"steps": 0, "rows": 0}
     from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     with tempfile.TemporaryDirectory() as scratch, _quiet():
@@ -158,11 +171,17 @@ def sft(policy_dir: str | Path, rows: list[dict], out: str | Path, *, epochs: fl
         settings = dict(output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
                         learning_rate=lr, seed=seed, data_seed=seed, completion_only_loss=True, max_length=None,
                         train_sampling_strategy="group_by_length", **TRAINER_DEFAULTS)
+        if checkpoints:
+            settings |= dict(output_dir=str(checkpoints), save_strategy="steps", save_steps=CHECKPOINT_STEPS,
+                             save_total_limit=1)
         args = SFTConfig(**(settings | (overrides or {})))
         trainer = SFTTrainer(model=model.train(), args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer)
-        summary = _train(trainer, progress)
+        last = get_last_checkpoint(str(checkpoints)) if checkpoints and Path(checkpoints).is_dir() else None
+        summary = _train(trainer, progress, resume=last)
     save_policy_atomic(model.eval(), tokenizer, out)
+    if checkpoints:
+        summary["resumed_from"] = last and Path(last).name
     return {**summary, "rows": len(rows)}
 
 
