@@ -23,6 +23,7 @@ from qstar.critics.train import (
 from qstar.critics.trunk import TrunkConfig
 from qstar.errors import QstarError
 from qstar.models.load import load_tokenizer
+from tests.killing import Killed, kill_at_step
 
 
 def _tiny() -> CriticTrainConfig:
@@ -82,8 +83,6 @@ def _graded(n: int) -> list[dict]:
 
 
 def test_a_killed_orm_fine_tuning_resumes_from_its_last_checkpoint(char_model_dir, tmp_path, monkeypatch):
-    from transformers import TrainerCallback
-
     cfg = CriticTrainConfig(orm_epochs=6.0, orm_batch_size=8)  # 16 rows: 12 steps, checkpoints every 4
     monkeypatch.setattr(train, "CHECKPOINT_STEPS", 4)
     torch.manual_seed(0)  # the same fresh head for each run
@@ -91,16 +90,8 @@ def test_a_killed_orm_fine_tuning_resumes_from_its_last_checkpoint(char_model_di
     done = finetune_on_graded(whole, _graded(8), cfg, tmp_path / "whole")
     assert done["steps"] == 12 and done["rows"] == 16 and done["resumed_from"] is None
 
-    class Killed(Exception):
-        pass
-
-    class KillAtStep(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == 10:
-                raise Killed
-
     progress = train._progress
-    monkeypatch.setattr(train, "_progress", lambda desc, total: KillAtStep())
+    monkeypatch.setattr(train, "_progress", lambda desc, total: kill_at_step(10))
     torch.manual_seed(0)
     killed, _ = _toy(char_model_dir)
     with pytest.raises(Killed):

@@ -7,6 +7,7 @@ import torch
 
 from qstar.models.load import load_causal_lm
 from qstar.train.finetune import completion_logprobs, dpo, save_policy_atomic, sft
+from tests.killing import Killed, kill_at_step
 
 ROWS = [{"prompt": f"Ann has {i} pens. She buys 2. How many now?\n", "completion": f"{i}+2={i + 2}\n#### {i + 2}"}
         for i in range(3, 9)]
@@ -80,25 +81,14 @@ def test_a_progress_title_draws_one_step_bar(char_model_dir, tmp_path, capsys):
 
 
 def test_a_killed_checkpointed_sft_resumes_where_it_stopped(char_model_dir, tmp_path, monkeypatch):
-    from transformers import TrainerCallback
-
     from qstar.train import finetune
-
     monkeypatch.setattr(finetune, "CHECKPOINT_STEPS", 3)  # 6 rows, batch 2, 4 epochs: 12 steps
     run = dict(epochs=4, lr=1e-2, batch_size=2, seed=0, overrides={"train_sampling_strategy": "random"})
     whole = sft(char_model_dir, ROWS, tmp_path / "whole", checkpoints=tmp_path / "whole.ck", **run)
     assert whole["steps"] == 12 and whole["resumed_from"] is None
 
-    class Killed(Exception):
-        pass
-
-    class KillAtStep(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            if state.global_step == 8:
-                raise Killed
-
     bar = finetune._step_bar
-    monkeypatch.setattr(finetune, "_step_bar", lambda desc: KillAtStep())
+    monkeypatch.setattr(finetune, "_step_bar", lambda desc: kill_at_step(8))
     with pytest.raises(Killed):
         sft(char_model_dir, ROWS, tmp_path / "run", checkpoints=tmp_path / "run.ck", progress="SFT", **run)
     assert not (tmp_path / "run").exists()

@@ -104,9 +104,9 @@ class MCTSConfig:
     final: FinalRule = "orm-vote"
     """the answer: the most-visited path, the best mean value among finished leaves, a value-weighted vote over
     them, or an ORM-weighted vote over every finished solution search wrote: the finished leaves and the fast
-    rollouts, which search pays for anyway (without an ORM: "visits"). On arith with the default critics, the
-    same trees answered 0.792 by visits and 0.800 by ORM vote on 600 validation problems, and 0.775 and 0.795
-    on the 200 test problems ("value": 0.778, "vote": 0.775 on validation)"""
+    rollouts, which search pays for anyway (without an ORM: "visits"). On arith with the earlier default
+    critics (a 2-epoch trunk), the same trees answered 0.792 by visits and 0.800 by ORM vote on 600 validation
+    problems, and 0.775 and 0.795 on the 200 test problems ("value": 0.778, "vote": 0.775 on validation)"""
     seed: int = 0
     """seed of every sampling call (with the step index)"""
 
