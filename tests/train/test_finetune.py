@@ -80,7 +80,7 @@ def test_a_progress_title_draws_one_step_bar(char_model_dir, tmp_path, capsys):
     assert "DPO" in err and "2/2" in err and "margin=" in err
 
 
-def test_a_killed_checkpointed_sft_resumes_where_it_stopped(char_model_dir, tmp_path, monkeypatch):
+def test_a_killed_checkpointed_sft_resumes_where_it_stopped(char_model_dir, tmp_path, monkeypatch, capsys):
     from qstar.train import finetune
     monkeypatch.setattr(finetune, "CHECKPOINT_STEPS", 3)  # 6 rows, batch 2, 4 epochs: 12 steps
     run = dict(epochs=4, lr=1e-2, batch_size=2, seed=0, overrides={"train_sampling_strategy": "random"})
@@ -93,8 +93,10 @@ def test_a_killed_checkpointed_sft_resumes_where_it_stopped(char_model_dir, tmp_
         sft(char_model_dir, ROWS, tmp_path / "run", checkpoints=tmp_path / "run.ck", progress="SFT", **run)
     assert not (tmp_path / "run").exists()
     monkeypatch.setattr(finetune, "_step_bar", bar)
-    again = sft(char_model_dir, ROWS, tmp_path / "run", checkpoints=tmp_path / "run.ck", **run)
+    capsys.readouterr()
+    again = sft(char_model_dir, ROWS, tmp_path / "run", checkpoints=tmp_path / "run.ck", progress="SFT", **run)
     assert again["resumed_from"] == "checkpoint-6" and again["steps"] == 12
+    assert "12/12" in capsys.readouterr().err  # the bar starts at the checkpoint's step and ends full
     # the same batches and schedule as the uninterrupted run: the same weights
     ref, resumed = load_causal_lm(tmp_path / "whole")[0].state_dict(), load_causal_lm(tmp_path / "run")[0].state_dict()
     assert all(torch.allclose(v, ref[k], atol=1e-5) for k, v in resumed.items())
