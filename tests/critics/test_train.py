@@ -178,5 +178,19 @@ def test_cli_help_states_the_config_defaults():
     cfg = CriticTrainConfig()
     for dest, value in (("problems", cfg.problems), ("samples_per_problem", cfg.data.samples_per_problem),
                         ("rollouts", cfg.data.rollouts), ("steps", cfg.steps),
-                        ("trunk_problems", cfg.trunk.problems), ("orm_epochs", cfg.orm_epochs)):
+                        ("trunk_problems", cfg.trunk.problems), ("trunk_samples", cfg.trunk.samples),
+                        ("trunk_epochs", cfg.trunk.epochs), ("orm_epochs", cfg.orm_epochs)):
         assert helps[dest].endswith(f"(default {value})"), dest
+
+
+def test_cli_trunk_flags_reach_the_trunk_config(monkeypatch, capsys):
+    seen = {}
+
+    def fake(policy, task, out, cfg):
+        seen["cfg"] = cfg
+        return {"phases": {}}
+
+    monkeypatch.setattr(train, "train_critics", fake)
+    _run_cli("--out", "unused", "--trunk-problems", "8192", "--trunk-samples", "8", "--trunk-epochs", "2")
+    assert (seen["cfg"].trunk.problems, seen["cfg"].trunk.samples, seen["cfg"].trunk.epochs) == (8192, 8, 2.0)
+    assert "nothing left to do" in capsys.readouterr().out
