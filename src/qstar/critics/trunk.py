@@ -16,10 +16,11 @@ Measured on arith (``bench/critics.py``, 200 test problems, greedy 0.650, self-c
 | 8192 x 8 samples, 2 epochs (the earlier default) | 0.800 | 0.765 | 0.775 | ~30 min |
 | 32768 x 2 samples, 6 epochs (the default) | 0.845 | 0.795 | 0.820 | ~55 min (sampling 7, SFT 34) |
 
-With the earlier trunk, ``bench/critic_ranking.py`` (400 validation problems, 16 samples each of the
-default policy at T=0.8, greedy 0.688, pass@16 0.935) gave best-of-16 by the ORM 0.688 -> 0.797 and
-within-problem AUROC 0.827 -> 0.917 against critics started from the policy, which ranked no better than
-its own mean log-probability (0.688, 0.829).
+On ``bench/critic_ranking.py``'s 400 validation problems (16 samples each of the default policy at T=0.8,
+greedy 0.688, pass@16 0.935), best-of-16 by the ORM and its within-problem AUROC: critics started from
+the policy 0.688 / 0.827, no better than the policy's own mean log-probability (0.688 / 0.829); the
+earlier trunk 0.797 / 0.917 (0.830 / 0.929 once the ORM was fine-tuned on the trunk's samples); the
+default trunk 0.875 / 0.954 (PRM-min 0.850, value 0.848).
 
 Phases, each skipped on a rerun once its output exists::
 
