@@ -28,14 +28,18 @@ from critic_ranking import VALIDATION_STREAM, validation_samples
 from qstar.tasks.arith import ERROR_KINDS
 
 
-def kinds(task, problems, trajs) -> dict[str, float]:
-    """Share of solutions that are correct, or whose first wrong step is of each kind (kinds never seen are
-    left out, so a share printed as 0.000 is a rare kind, not an absent one)."""
+def kind_counts(task, problems, trajs) -> Counter:
+    """How many solutions are correct, or have their first wrong step of each kind (kinds never seen are
+    absent)."""
     counts = Counter()
     for p, ts in zip(problems, trajs, strict=True):
         for t in ts:
-            kind = task.error_kind(t.text, p)
-            counts["correct" if task.is_correct(t.text, p) else kind or "unfinished"] += 1
+            counts["correct" if task.is_correct(t.text, p) else task.error_kind(t.text, p) or "unfinished"] += 1
+    return counts
+
+
+def shares(counts: Counter) -> dict[str, float]:
+    """Each kind's share of the solutions, in the order of :data:`ERROR_KINDS` after ``correct``."""
     total = sum(counts.values())
     return {k: counts[k] / total for k in ("correct", *ERROR_KINDS, "unfinished") if counts[k]}
 
@@ -71,13 +75,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8, help="solutions sampled per problem at T=1")
     a = ap.parse_args()
     task, problems, greedy, sampled = validation_samples(a.model, a.problems, a.n, temperature=1.0)
-    figures = {"greedy": kinds(task, problems, greedy), "sampled": kinds(task, problems, sampled),
-               "result_accuracy": result_accuracy(a.model, task, problems)}
+    counts = {"greedy": kind_counts(task, problems, greedy), "sampled": kind_counts(task, problems, sampled)}
+    figures = {k: shares(c) for k, c in counts.items()} | {"result_accuracy": result_accuracy(a.model, task, problems)}
     print(f"{a.problems} validation problems (train split, stream {VALIDATION_STREAM}); first wrong step by kind")
-    counts = {"greedy": len(problems), "sampled": len(problems) * a.n}
     print(f"{'kind':16s} {'greedy':>14s} {f'T=1 x{a.n}':>14s}")
     for kind in dict.fromkeys([*figures["greedy"], *figures["sampled"]]):
-        cells = [f"{figures[k].get(kind, 0):.3f} ({round(figures[k].get(kind, 0) * counts[k]):>4d})" for k in counts]
+        cells = [f"{figures[k].get(kind, 0):.3f} ({counts[k][kind]:>4d})" for k in counts]
         print(f"{kind:16s} {cells[0]:>14s} {cells[1]:>14s}")
     print(f"teacher-forced result accuracy per step: {figures['result_accuracy']:.3f}")
     print(json.dumps(figures))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from qstar.models.load import load_causal_lm
+from qstar.train import finetune
 from qstar.train.finetune import completion_logprobs, dpo, save_policy_atomic, sft
 from tests.killing import Killed, kill_at_step
 
@@ -81,7 +82,6 @@ def test_a_progress_title_draws_one_step_bar(char_model_dir, tmp_path, capsys):
 
 
 def test_a_killed_checkpointed_sft_resumes_where_it_stopped(char_model_dir, tmp_path, monkeypatch, capsys):
-    from qstar.train import finetune
     monkeypatch.setattr(finetune, "CHECKPOINT_STEPS", 3)  # 6 rows, batch 2, 4 epochs: 12 steps
     run = dict(epochs=4, lr=1e-2, batch_size=2, seed=0, overrides={"train_sampling_strategy": "random"})
     whole = sft(char_model_dir, ROWS, tmp_path / "whole", checkpoints=tmp_path / "whole.ck", **run)
