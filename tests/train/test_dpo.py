@@ -94,3 +94,45 @@ def test_a_bad_init_is_refused_before_anything_is_written(char_model_dir, bpe_mo
     with pytest.raises(QstarError, match="another tokenizer"):
         run_dpo(tiny(char_model_dir, init=str(bpe_model_dir)), tmp_path / "b", progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_dpo_trains_on_step_pairs_unless_told_otherwise(char_model_dir, tmp_path, monkeypatch):
+    from qstar.train import finetune
+
+    trained = []
+
+    def fake_dpo(start, reference, pairs, out, **kw):
+        trained.append(pairs)
+        return {"steps": 0, "pairs": len(pairs)}
+
+    monkeypatch.setattr(finetune, "dpo", fake_dpo)
+    sampled = {"prompt": "Ann has 3 pens. She gets 5. She doubles them. How many now?\n",
+               "chosen": "3+5=8\n8*2=16\n#### 16", "rejected": "3+5=8\n8*2=17\n#### 17"}
+    for step_pairs, out in ((True, tmp_path / "step"), (False, tmp_path / "solution")):
+        cfg = tiny(char_model_dir, step_pairs=step_pairs)
+        out.mkdir()  # a run killed after sampling: its pairs are reused as they are
+        (out / "config.json").write_text(json.dumps(cfg.to_dict()))
+        (out / "pairs.jsonl").write_text(json.dumps(sampled) + "\n")
+        (out / "pairs_summary.json").write_text("{}")
+        assert run_dpo(cfg, out, progress=False)["pairs"] == 1
+        assert _pairs(out) == [sampled]  # the file keeps the whole solutions either way
+    step = {"prompt": sampled["prompt"] + "3+5=8\n", "chosen": "8*2=16\n#### 16", "rejected": "8*2=17\n"}
+    assert trained == [[step], [sampled]]
+
+
+@pytest.mark.parametrize("flags, step_pairs", [((), True), (("--solution-pairs",), False)])
+def test_cli_pairs_are_step_level_unless_asked_for_whole_solutions(monkeypatch, capsys, flags, step_pairs):
+    from qstar.cli.main import build_parser
+    from qstar.train import dpo as dpo_module
+
+    seen = []
+
+    def fake_run(cfg, out, progress):
+        seen.append(cfg)
+        return {"pairs": 1, "steps": 1, "wall_s": 0.0, "policy": f"{out}/policy", "reference": cfg.policy}
+
+    monkeypatch.setattr(dpo_module, "run_dpo", fake_run)
+    args = build_parser().parse_args(["dpo", "--out", "unused", *flags])
+    args.func(args)
+    assert [cfg.step_pairs for cfg in seen] == [step_pairs]
+    assert "policy: unused/policy" in capsys.readouterr().out

@@ -36,7 +36,8 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
 def cmd_dpo(a: argparse.Namespace) -> None:
     from qstar.train.dpo import DPORunConfig, run_dpo
 
-    cfg = DPORunConfig(task=a.task, policy=a.policy, init=a.init, seed=a.seed, reference_chosen=not a.no_reference)
+    cfg = DPORunConfig(task=a.task, policy=a.policy, init=a.init, seed=a.seed, reference_chosen=not a.no_reference,
+                       step_pairs=not a.solution_pairs)
     for name in ("problems", "samples", "pairs_per_problem", "beta", "lr", "epochs", "sft_weight"):
         if getattr(a, name) is not None:
             setattr(cfg, name, getattr(a, name))
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sft-weight", type=float, help="weight of the chosen responses' NLL (RPO; default 6, 0: plain DPO)")
     p.add_argument("--no-reference", action="store_true",
                    help="pair only the policy's own samples (no reference solution as the chosen response)")
+    p.add_argument("--solution-pairs", action="store_true",
+                   help="train on whole-solution pairs instead of step-level ones (the rejected solution cut after "
+                        "the step where it leaves the chosen one; the default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_dpo)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qstar.search.tree import Tree
+from qstar.train.pairs import shared_steps
 
 Label = bool | None
 """True: correct; False: wrong; None: unsure (an ORM score between 1 - gamma and gamma)"""
@@ -168,20 +169,10 @@ def sample_pairs(item: Searched, limit: int) -> list[dict]:
     wrong = [s for s, ok in zip(item.samples, item.sample_labels, strict=True) if ok is False]
     pairs = []
     for rejected in list(dict.fromkeys(wrong))[:limit]:
-        shared = _shared_steps(chosen, rejected)
+        shared = shared_steps(chosen, rejected, "\n")
         pairs.append({"prompt": item.prompt + shared, "chosen": chosen[len(shared):],
                       "rejected": rejected[len(shared):]})
     return pairs
-
-
-def _shared_steps(a: str, b: str, delimiter: str = "\n") -> str:
-    """The longest run of whole steps (each ending with ``delimiter``) that ``a`` and ``b`` both start with."""
-    n = 0
-    while True:
-        end = a.find(delimiter, n)
-        if end < 0 or a[: end + 1] != b[: end + 1]:
-            return a[:n]
-        n = end + 1
 
 
 # --- everything --------------------------------------------------------------------------------------------
