@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reference", action="store_true",
                    help="pair only the policy's own samples (no reference solution as the chosen response)")
     p.add_argument("--solution-pairs", action="store_true",
-                   help="train on whole-solution pairs instead of step-level ones (the rejected solution cut after "
-                        "the step where it leaves the chosen one; the default)")
+                   help="train on whole-solution pairs (default: step-level pairs, the shared steps in the prompt "
+                        "and the rejected solution cut after the step where it leaves the chosen one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_dpo)

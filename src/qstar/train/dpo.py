@@ -19,10 +19,11 @@ response), ~8 minutes on two cores (sampling 3, DPO 5).
 | the shipped policy | step-level (default) | 0.634 (0.733 / 0.534) | 0.634 | 0.730 |
 | ``qstar train-critics``' trunk (``--init``) | whole solutions | 0.679 (0.898 / 0.460) | 0.695 | |
 | ``qstar train-critics``' trunk | step-level (default) | **0.711** (0.914 / 0.508) | 0.721 | 0.925 |
+| the same, ``--seed 1`` (other pairs) | step-level (default) | 0.728 (0.871 / 0.584) | 0.721 | |
 
 The reference is the shipped policy in every row; a trained PRM on the same test cases scores 0.984. With
-``--no-reference`` (the policy's own samples only, whole-solution pairs): greedy 0.625, 0.61; the greedy
-gain is the references'.
+``--no-reference`` (the policy's own samples only, whole-solution pairs, from the policy): greedy 0.625,
+implicit_top1 0.61; the greedy gain is the references'.
 
 Resumable by phase: ``pairs.jsonl`` is written once and reused; a finished ``policy/`` is not retrained.
 ``OUT/config.json`` holds the configuration; a rerun with another one is refused.
