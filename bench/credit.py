@@ -39,7 +39,8 @@ solution (``ArithTask.first_wrong_step``). They are reported on their own and ar
 pi_ref does (the expected log-ratio under pi is KL(pi || pi_ref) >= 0), so the DPO policy's own errors are
 biased towards positive implicit reward. ``wrong_step_positive`` is the share of cases whose wrong
 step has a positive summed reward, i.e. where the implicit reward calls the error an improvement.
-The last line is one JSON object.
+The last line is one JSON object; ``dpo_run`` in it is the configuration of the ``qstar dpo`` run that trained
+the policy (its ``config.json``), or null.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -197,6 +199,14 @@ def prm_picks(critics_dir: str | None, cases: list[Case]) -> tuple[list[int] | N
     return drop, [lowest(s[1:]) for s in per], f"PRM of {critics_dir}"
 
 
+def dpo_run(policy_dir: str) -> dict | None:
+    """The configuration of the ``qstar dpo`` run that trained ``policy_dir`` (``RUN/policy``, beside
+    ``RUN/config.json``), so a figure can be traced to its run; None for a policy trained elsewhere."""
+    policy = Path(policy_dir)
+    config = policy.parent / "config.json"
+    return json.loads(config.read_text()) if policy.name == "policy" and config.is_file() else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", required=True, help="the DPO-trained policy")
@@ -266,7 +276,8 @@ def main() -> None:
 
     shown = (*VARIANTS, "natural_policy", "natural_ref") if len(cases) > n_corrupted else VARIANTS
     result = {**figures(None), **{v: figures(v) for v in shown}, "source": source, "solutions": info,
-              "prm": prm_note, "policy": args.policy, "ref": args.ref, "beta": args.beta,
+              "prm": prm_note, "policy": args.policy, "dpo_run": dpo_run(args.policy), "ref": args.ref,
+              "beta": args.beta,
               "problems": "validation" if args.validation else "test",
               "wall_s": round(time.perf_counter() - t0, 1)}
     for v in (None, *shown):
