@@ -136,3 +136,21 @@ def test_cli_pairs_are_step_level_unless_asked_for_whole_solutions(monkeypatch, 
     args.func(args)
     assert [cfg.step_pairs for cfg in seen] == [step_pairs]
     assert "policy: unused/policy" in capsys.readouterr().out
+
+
+def test_init_may_name_a_critics_run_whose_trunk_dpo_starts_from(char_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from qstar.train import finetune
+
+    started = []
+    monkeypatch.setattr(finetune, "dpo", lambda start, *a, **kw: started.append(start) or {"steps": 0, "pairs": 1})
+    run = tmp_path / "critics"
+    run.mkdir()
+    (run / "critics_config.json").write_text("{}")
+    with pytest.raises(QstarError, match="critics run without a trunk"):
+        run_dpo(tiny(char_model_dir, init=str(run)), tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+    shutil.copytree(char_model_dir, run / "trunk" / "model")
+    summary = run_dpo(tiny(char_model_dir, init=str(run)), tmp_path / "b", progress=False)
+    assert started == [str(run / "trunk" / "model")] and summary["init"] == started[0]

@@ -143,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dpo", help="a DPO policy from the policy's own samples, for its implicit reward (resumable)")
     p.add_argument("--policy", default="default", help="starting policy and reference: a directory or 'default'")
-    p.add_argument("--init", help="start DPO from this model instead (the reference stays --policy), e.g. a "
-                                  "critics run's trunk: runs/critics/trunk/model")
+    p.add_argument("--init", help="start DPO from this model instead (the reference stays --policy), or from "
+                                  "the trunk of this critics run (e.g. runs/critics)")
     p.add_argument("--task", default="arith")
     p.add_argument("--out", required=True, help="directory for pairs.jsonl, policy/ and summary.json")
     p.add_argument("--problems", type=int, help="fresh training problems sampled (default 4096)")

@@ -53,7 +53,8 @@ class DPORunConfig:
     shipped policy); DPO starts from it too unless ``init`` is given"""
     init: str | None = None
     """another model to start DPO from, the reference staying ``policy``: e.g. a critics run's trunk
-    (``runs/critics/trunk/model``: the policy fine-tuned on its own verifier-accepted solutions). DPO's
+    (``runs/critics/trunk/model``, or the run ``runs/critics`` itself: the policy fine-tuned on its own
+    verifier-accepted solutions). DPO's
     optimum pi_ref * exp(r / beta) does not depend on where it starts, but a start that already does the
     arithmetic better sharpens the implicit reward (the table above: 0.634 -> 0.711). 2 epochs from it
     (whole-solution pairs) sharpen it past the corrupted step: 0.654 with ``--validation`` (local 0.421)"""
@@ -139,13 +140,21 @@ def _check_config(out: Path, cfg: DPORunConfig) -> None:
 
 
 def _init_dir(cfg: DPORunConfig, reference: str) -> str:
-    """The model DPO starts from: ``cfg.init``, which must share the reference's tokenizer, or the reference."""
+    """The model DPO starts from: ``cfg.init`` (a model, or a ``qstar train-critics`` run, meaning its trunk),
+    which must share the reference's tokenizer; or the reference."""
+    from qstar.critics.trunk import MODEL
     from qstar.models.load import load_tokenizer, resolve_model_dir
 
     if not cfg.init:
         return reference
+    init = Path(cfg.init)
+    if (init / "critics_config.json").is_file():  # a critics run: start from its trunk
+        if not (init / "trunk" / MODEL).is_dir():
+            raise QstarError(f"dpo: --init {cfg.init} is a critics run without a trunk (trained with "
+                             "--trunk-problems 0); give a model directory instead")
+        init = init / "trunk" / MODEL
     try:
-        start = resolve_model_dir(cfg.init, cfg.task)
+        start = resolve_model_dir(init, cfg.task)
     except QstarError as err:  # its messages name eval's flag
         raise QstarError(str(err).replace("--model", "--init", 1)) from err
     if load_tokenizer(start).get_vocab() != load_tokenizer(Path(reference)).get_vocab():
