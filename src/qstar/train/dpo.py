@@ -19,7 +19,7 @@ response), ~8 minutes on two cores (sampling 3, DPO 5).
 | the shipped policy | step-level (default) | 0.634 (0.733 / 0.534) | 0.634 | 0.730 |
 | ``qstar train-critics``' trunk (``--init``) | whole solutions | 0.679 (0.898 / 0.460) | 0.695 | |
 | ``qstar train-critics``' trunk | step-level (default) | **0.711** (0.914 / 0.508) | 0.721 | 0.925 |
-| the same, ``--seed 1`` (other pairs) | step-level (default) | 0.728 (0.871 / 0.584) | 0.721 | |
+| the same, ``--seed 1`` / ``--seed 2`` (other pairs) | step-level (default) | 0.728 / 0.753 | 0.721 / 0.702 | 0.890 / 0.890 |
 
 The reference is the shipped policy in every row; a trained PRM on the same test cases scores 0.984. With
 ``--no-reference`` (the policy's own samples only, whole-solution pairs, from the policy): greedy 0.625,
