@@ -3,7 +3,8 @@ first step, the chosen one keeps its whole rest."""
 
 from __future__ import annotations
 
-from qstar.train.pairs import first_step, shared_steps, step_pair, step_pairs
+from qstar.search.baselines import split_steps
+from qstar.train.pairs import shared_steps, step_pair, step_pairs
 
 Q = "Ann has 3 pens. She gets 5. She doubles them. How many now?\n"
 
@@ -16,10 +17,12 @@ def test_shared_steps_are_whole_steps_only():
     assert shared_steps("a;;b;;c", "a;;b;;d", ";;") == "a;;b;;"  # a delimiter longer than one character
 
 
-def test_first_step_keeps_its_delimiter():
-    assert first_step("8*2=17\n#### 17", "\n") == "8*2=17\n"
-    assert first_step("#### 17", "\n") == "#### 17"
-    assert first_step("b;;c", ";;") == "b;;"
+def test_the_rejected_cut_is_the_first_step_with_its_delimiter():
+    assert split_steps("8*2=17\n#### 17", "\n")[0] == "8*2=17\n"
+    assert split_steps("#### 17", "\n")[0] == "#### 17"
+    assert split_steps("b;;c", ";;")[0] == "b;;"
+    pair = {"prompt": "Q\n", "chosen": "a;;b;;c", "rejected": "a;;x;;y"}
+    assert step_pair(pair, ";;") == {"prompt": "Q\na;;", "chosen": "b;;c", "rejected": "x;;"}
 
 
 def test_a_step_pair_blames_the_first_step_where_the_rejected_solution_leaves_the_chosen_one():

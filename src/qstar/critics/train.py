@@ -102,8 +102,8 @@ class CriticTrainConfig:
     does a run without a trunk phase. It costs ~11 minutes on two cores (1,024 steps). With the earlier
     default trunk (8192 x 8 samples, 2 epochs), ``bench/critic_ranking.py`` (400 validation problems)
     gives the ORM's best-of-16 0.797 -> 0.830 and within-problem AUROC 0.917 -> 0.929; the held-out
-    report's ORM AUROC 0.954 -> 0.958, P/R at 0.5 0.915/0.852 -> 0.933/0.892, ECE 0.039 -> 0.023. lr 3e-4 was worse (best-of-16 0.69 after
-    256 steps: it undoes the trunk). The same fine-tuning of the value and the PRM on the samples'
+    report's ORM AUROC 0.954 -> 0.958, P/R at 0.5 0.915/0.852 -> 0.933/0.892, ECE 0.039 -> 0.023. lr 3e-4
+    was worse (best-of-16 0.69 after 256 steps: it undoes the trunk). The same fine-tuning of the value and the PRM on the samples'
     prefixes (each labelled by the samples through it: their mean outcome, or whether one is right) is not
     done: on 600 validation problems it moved MCTS from 0.770 (this ORM alone) to 0.778, and beam search
     by the PRM from 0.758 to 0.778, for 20 more minutes of training"""

@@ -54,10 +54,10 @@ class DPORunConfig:
     init: str | None = None
     """another model to start DPO from, the reference staying ``policy``: e.g. a critics run's trunk
     (``runs/critics/trunk/model``, or the run ``runs/critics`` itself: the policy fine-tuned on its own
-    verifier-accepted solutions). DPO's
-    optimum pi_ref * exp(r / beta) does not depend on where it starts, but a start that already does the
-    arithmetic better sharpens the implicit reward (the table above: 0.634 -> 0.711). 2 epochs from it
-    (whole-solution pairs) sharpen it past the corrupted step: 0.654 with ``--validation`` (local 0.421)"""
+    verifier-accepted solutions). DPO's optimum pi_ref * exp(r / beta) does not depend on where it starts,
+    but a start that already does the arithmetic better sharpens the implicit reward (the table above: 0.634
+    -> 0.711). 2 epochs from it (whole-solution pairs) sharpen it past the corrupted step: 0.654 with
+    ``--validation`` (local 0.421)"""
     problems: int = 4096
     """fresh training problems sampled"""
     samples: int = 8

@@ -11,24 +11,17 @@ sample against a right one, nearly always the step that went wrong.
 
 from __future__ import annotations
 
+from qstar.search.baselines import split_steps
+
 
 def shared_steps(a: str, b: str, delimiter: str) -> str:
     """The longest run of whole steps (each ending with ``delimiter``) that ``a`` and ``b`` both start with."""
     n = 0
-    while True:
-        end = a.find(delimiter, n)
-        if end < 0:
-            return a[:n]
-        end += len(delimiter)
-        if a[:end] != b[:end]:
-            return a[:n]
-        n = end
-
-
-def first_step(text: str, delimiter: str) -> str:
-    """``text`` up to and including its first ``delimiter`` (all of it when there is none)."""
-    end = text.find(delimiter)
-    return text if end < 0 else text[: end + len(delimiter)]
+    for step_a, step_b in zip(split_steps(a, delimiter), split_steps(b, delimiter), strict=False):  # the shorter ends it
+        if step_a != step_b or not step_a.endswith(delimiter):  # an unterminated tail is no whole step
+            break
+        n += len(step_a)
+    return a[:n]
 
 
 def step_pair(pair: dict, delimiter: str) -> dict | None:
@@ -38,7 +31,7 @@ def step_pair(pair: dict, delimiter: str) -> dict | None:
     left to prefer: the two responses are the same."""
     shared = shared_steps(pair["chosen"], pair["rejected"], delimiter)
     chosen = pair["chosen"][len(shared):]
-    rejected = first_step(pair["rejected"][len(shared):], delimiter)
+    rejected = split_steps(pair["rejected"][len(shared):], delimiter)[0]
     if chosen == rejected:
         return None
     return {"prompt": pair["prompt"] + shared, "chosen": chosen, "rejected": rejected}
